@@ -1,0 +1,147 @@
+/**
+ * halyard-smtpd: start-up, reload and shutdown of the MTA process.
+ *
+ * Start: load smtpd.yaml (startup, restart to change) → open and recover the spool → load the
+ * running snapshot (smtpd-app.yaml, hooks, TLS) → bind every listener → log `ready`.
+ * SIGHUP reloads the running configuration (refused reloads keep the old one). SIGTERM/SIGINT
+ * stop accepting, let in-flight transactions finish within a grace period, flush the spool and
+ * exit 0. Exit 1 with every error listed when the configuration is invalid.
+ */
+import os from 'node:os';
+import { loadStartupConfig, testConfig } from '../config/load';
+import { ConfigInvalidError, type ConfigError, type StartupConfig } from '../config/types';
+import { openSpool } from '../spool/journal';
+import type { Spool } from '../spool/types';
+import { QueueStore } from '../queue/store';
+import { SmtpServer } from '../smtp/server';
+import { makeIdGenerator } from '../util/ids';
+import { createLogger, type Logger } from '../util/log';
+import { SpoolIngress } from './ingress';
+import { loadSnapshot, RuntimeHolder } from './runtime';
+import { parseArgs, USAGE } from './args';
+
+export interface Daemon {
+  startup: StartupConfig;
+  runtime: RuntimeHolder;
+  store: QueueStore;
+  spool: Spool;
+  servers: SmtpServer[];
+  shutdown(reason: string): Promise<void>;
+}
+
+function printErrors(errors: ConfigError[]): void {
+  for (const e of errors) process.stderr.write(`${e.file}: ${e.path || '(file)'}: ${e.reason}\n`);
+}
+
+/** `--test-config`: every config file, every hook module and every certificate; 0 = valid. */
+export function runTestConfig(file: string): number {
+  const errors = testConfig(file);
+  if (errors.length === 0) {
+    try {
+      const startup = loadStartupConfig(file);
+      loadSnapshot(startup, createLogger({ level: 'silent' }), 0);
+    } catch (err) {
+      if (err instanceof ConfigInvalidError) errors.push(...err.errors);
+      else errors.push({ file, path: '', reason: (err as Error).message });
+    }
+  }
+  if (errors.length) {
+    printErrors(errors);
+    process.stderr.write(`${errors.length} error${errors.length === 1 ? '' : 's'} found\n`);
+    return 1;
+  }
+  process.stdout.write(`${file}: configuration is valid\n`);
+  return 0;
+}
+
+function applyEnvironment(startup: StartupConfig, log: Logger): void {
+  if (startup.environment.umask) process.umask(parseInt(startup.environment.umask, 8));
+  if (startup.environment.rlimit?.nofile) {
+    log.info({ nofile: startup.environment.rlimit.nofile }, 'environment.rlimit.nofile is applied by the service manager (LimitNOFILE=); Node.js cannot raise it itself');
+  }
+}
+
+function dropPrivileges(startup: StartupConfig, log: Logger): void {
+  const p = startup.environment.privdrop;
+  if (!p || typeof process.getuid !== 'function' || process.getuid() !== 0) return;
+  if (p.group) process.setgid(p.group);
+  if (p.user) process.setuid(p.user);
+  log.info({ user: p.user, group: p.group }, 'privileges dropped');
+}
+
+export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
+  const startup = loadStartupConfig(file);
+  applyEnvironment(startup, log);
+  const runtime = new RuntimeHolder(startup, log);
+  const spool = await openSpool({ path: startup.spool.path, fsync: startup.spool.fsync, corrupt: startup.spool.corrupt, minfree: startup.spool.minfree, log });
+  const store = new QueueStore();
+  const ingress = new SpoolIngress(spool, store, log);
+  const loaded = await ingress.recover();
+  log.info({ path: startup.spool.path, ...loaded }, 'spool loaded');
+  const newId = makeIdGenerator(startup.environment.uuid.version);
+  const servers: SmtpServer[] = [];
+  for (const s of startup.servers) {
+    if (s.type !== 'smtp') {
+      log.warn({ serverid: s.id, type: s.type }, 'HTTP submission servers are not implemented yet; server not started');
+      continue;
+    }
+    const server = new SmtpServer({
+      startup: s,
+      runtime: () => {
+        const snap = runtime.current;
+        return { server: runtime.server(s.id), hooks: snap.hooks, secureContext: snap.tls.get(s.id) ?? (() => undefined) };
+      },
+      ingress,
+      log,
+      hostname: startup.environment.hostname || os.hostname(),
+      newId,
+    });
+    await server.listen();
+    log.info({ serverid: s.id, listeners: server.addresses() }, 'listening');
+    servers.push(server);
+  }
+  dropPrivileges(startup, log);
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      log.info({ reason }, 'shutting down');
+      await Promise.all(servers.map((srv) => srv.close(10_000)));
+      await spool.close();
+      log.info({}, 'stopped');
+    })();
+    return stopping;
+  };
+  log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
+  return { startup, runtime, store, spool, servers, shutdown };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if ('error' in args) {
+    process.stderr.write(`halyard-smtpd: ${args.error}\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.testConfig) return runTestConfig(args.config);
+  const log = createLogger();
+  let daemon: Daemon;
+  try {
+    daemon = await startDaemon(args.config, log);
+  } catch (err) {
+    if (err instanceof ConfigInvalidError) printErrors(err.errors);
+    else process.stderr.write(`halyard-smtpd: ${(err as Error).message}\n`);
+    log.flush();
+    return 1;
+  }
+  process.on('SIGHUP', () => daemon.runtime.reload());
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => void daemon.shutdown(sig).then(resolve);
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  log.flush();
+  return 0;
+}
