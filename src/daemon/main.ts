@@ -64,8 +64,8 @@ function applyEnvironment(startup: StartupConfig, log: Logger): void {
 function dropPrivileges(startup: StartupConfig, log: Logger): void {
   const p = startup.environment.privdrop;
   if (!p || typeof process.getuid !== 'function' || process.getuid() !== 0) return;
-  if (p.group) process.setgid(p.group);
-  if (p.user) process.setuid(p.user);
+  if (p.group) process.setgid?.(p.group);
+  if (p.user) process.setuid?.(p.user);
   log.info({ user: p.user, group: p.group }, 'privileges dropped');
 }
 
