@@ -177,11 +177,8 @@ export interface DkimOptions {
   canonicalization_body?: 'relaxed' | 'simple';
   /** Header fields to sign; default: those present of a standard list. */
   headers?: string[];
-  /** Sign each of these once more than present, so none can be added later. */
-  oversign_headers?: string[];
   /** Signature expiry, seconds from now. */
   expiration?: number;
-  identity?: string;
 }
 
 /** The message in the eod phase (Halon's EODMailMessage). Edits apply to what is queued next. */
