@@ -1,0 +1,885 @@
+/**
+ * The journal: Halyard's durable spool (interface in types.ts; format and arguments in
+ * docs/spool.md).
+ *
+ * Purpose: store accepted transactions (meta, bodies, one state per recipient entry) so that
+ * whatever a promise acknowledged survives a crash, and give them back at start-up.
+ *
+ * Shape: an append-only log of segment files (`seg-<seq>.hjl`) of self-checking records
+ * (record.ts). commit/update/remove encode a record and append it to an in-memory batch; one
+ * writer loop writes each batch with pwritev at the end of the current segment and then issues
+ * ONE fdatasync for the whole batch (group commit). Records arriving while a batch is written
+ * form the next batch. Promises resolve only after their batch is written and synced
+ * (`spool.fsync: false`: written, not synced).
+ *
+ * In memory, per transaction: where its TX record and bodies are (segment, offset, length),
+ * and for each live entry where the record holding its latest state is. Bodies and metadata are
+ * never held; readBody reads them back with a positional read.
+ *
+ * Reclaim: segments are deleted oldest first, once none of their transactions has a live entry,
+ * so tombstones (UPDATE/REMOVE) always outlive the TX records they refer to. Compaction re-appends
+ * the few live transactions of a sparse oldest segment as TX records carrying their current
+ * state, so one long-lived entry cannot pin every later segment.
+ *
+ * Invariants:
+ *  - One writer (the batch loop) per process; a lock file keeps other processes out (lock.ts).
+ *  - The in-memory locations change only after the record they point to is durable.
+ *  - A transaction is compacted only while nothing for it is queued, and its rewrite is queued
+ *    in the same synchronous step that checked so; later records follow it in the log.
+ *
+ * Errors: commit rejects with SpoolFullError below `spool.minfree` (before writing anything) or
+ * on ENOSPC (the segment is truncated back so no half record remains); SpoolError for misuse
+ * (codes in errors.ts); SpoolLockedError from openSpool; other I/O errors as is.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { decode, encodeParts, EncodedRecord, HEADER_SIZE, SpoolRecord, TxRecord } from './record';
+import { listSegments, scanSegment, ScanResult, segmentPath } from './segment-file';
+import { Replay, ReplayTx } from './replay';
+import { acquireLock, SpoolLockedError } from './lock';
+import { SpaceMonitor } from './space';
+import { ReadHandles } from './handles';
+import { SpoolError } from './errors';
+import {
+  Json,
+  RecoveredTransaction,
+  RecoveryReport,
+  Spool,
+  SpoolCommit,
+  SpoolFullError,
+  SpoolOptions,
+  SpoolStats,
+} from './types';
+
+export { SpoolError, SpoolFullError, SpoolLockedError };
+
+const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
+/** Linux IOV_MAX: the most buffers one writev accepts. */
+const IOV_MAX = 1024;
+/** Compaction reads and rewrites at most this many bytes per round. */
+const COMPACT_ROUND_BYTES = 8 * 1024 * 1024;
+/** Oldest segment is "sparse" (worth rewriting) below this share of live bytes. */
+const SPARSE_SHARE = 0.25;
+/** Spool is "bloated" when its bytes exceed this many times the live bytes (plus slack). */
+const BLOAT_FACTOR = 2;
+const RETRY_MS = 1000;
+const TICK_MS = 1000;
+
+type Logger = NonNullable<SpoolOptions['log']>;
+const silent: Logger = { info() {}, warn() {}, error() {} };
+
+class Segment {
+  size = 0;
+  /** Transactions whose current TX record is here and that have a durable live entry. */
+  liveTx = 0;
+  /** Sum of those TX records' lengths. */
+  liveBytes = 0;
+  /** A failed write could not be undone: never append here again. */
+  broken = false;
+  constructor(readonly seq: number, readonly file: string) {}
+}
+
+interface TxState {
+  readonly id: string;
+  /** Segment of the durable TX record (null until the commit is durable). */
+  seg: Segment | null;
+  off: number;
+  len: number;
+  /** Absolute offset and length of each body: [off0, len0, off1, len1, …]. */
+  bodies: number[];
+  /** Durably live entries: [queue, segment seq, offset of the record with its latest state, …]. */
+  durable: number[];
+  /** Logically live entries: durable ones minus queued removes plus a queued commit's. */
+  live: number[];
+  /** Records queued for this transaction and not yet durable. */
+  pending: number;
+  /** Bumped by each queued update/remove; lets compaction detect a change during its reads. */
+  version: number;
+}
+
+type PendingKind = 'tx' | 'rewrite' | 'update' | 'remove';
+
+interface Pending {
+  kind: PendingKind;
+  tx: TxState;
+  enc: EncodedRecord;
+  /** tx/rewrite: the entries carried; update/remove: the one entry. */
+  queues: number[];
+  bodySizes: number[];
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+interface Snapshot {
+  version: number;
+  off: number;
+  enc: EncodedRecord;
+  queues: number[];
+  bodySizes: number[];
+}
+
+type State = 'opened' | 'recovering' | 'ready' | 'closing' | 'closed';
+
+export async function openSpool(opts: SpoolOptions): Promise<Spool> {
+  checkOptions(opts);
+  await fsp.mkdir(opts.path, { recursive: true, mode: 0o750 });
+  const release = await acquireLock(opts.path);
+  try {
+    const found = await listSegments(opts.path);
+    const log = opts.log ?? silent;
+    const space = new SpaceMonitor(opts.path, opts.minfree, (o, m) => log.warn(o, m));
+    await space.refresh();
+    return new Journal(opts, release, found, space);
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+function checkOptions(opts: SpoolOptions): void {
+  if (!['unlink', 'rename', 'ignore'].includes(opts.corrupt)) throw new TypeError(`spool.corrupt: unknown mode ${String(opts.corrupt)}`);
+  const size = opts.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+  if (!Number.isSafeInteger(size) || size < 1) throw new TypeError('spool segmentSize must be a positive integer');
+}
+
+export class Journal implements Spool {
+  private readonly dir: string;
+  private readonly sync: boolean;
+  private readonly segmentSize: number;
+  private readonly log: Logger;
+  private readonly handles: ReadHandles;
+  private state: State = 'opened';
+  /** Oldest first; the last one is the segment being appended (once recovered). */
+  private readonly segments: Segment[] = [];
+  private readonly index = new Map<string, TxState>();
+  private writer: fsp.FileHandle | null = null;
+  private nextSeq = 1;
+  private queue: Pending[] = [];
+  private loop: Promise<void> | null = null;
+  private reclaiming: Promise<void> | null = null;
+  private compaction: Promise<void> | null = null;
+  private compactJob: { seg: Segment; victims: TxState[] } | null = null;
+  /** A transaction compaction skipped as busy has settled: run compaction again. */
+  private compactAgain = false;
+  private reclaimRetryAt = 0;
+  private compactRetryAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private recovery: Promise<RecoveryReport> | null = null;
+  private fsyncs = 0;
+  private fsyncTotalMs = 0;
+  private fsyncMaxMs = 0;
+
+  constructor(
+    private readonly opts: SpoolOptions,
+    private readonly releaseLock: () => Promise<void>,
+    private readonly found: number[],
+    private readonly space: SpaceMonitor,
+  ) {
+    this.dir = opts.path;
+    this.sync = opts.fsync;
+    this.segmentSize = opts.segmentSize ?? DEFAULT_SEGMENT_SIZE;
+    this.log = opts.log ?? silent;
+    this.handles = new ReadHandles((seq) => segmentPath(this.dir, seq));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Recovery
+
+  /**
+   * Replays every segment, then calls onTransaction once per transaction with live entries (in
+   * commit order, each with its final state). If onTransaction throws, recover rejects with that
+   * error and the spool should be closed.
+   */
+  recover(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport> {
+    if (this.state !== 'opened') return Promise.reject(new SpoolError('SPOOL_INVALID', 'spool: recover() runs once, before any write'));
+    this.state = 'recovering';
+    this.recovery = this.replayAll(onTransaction);
+    return this.recovery;
+  }
+
+  private async replayAll(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport> {
+    const started = performance.now();
+    const replay = new Replay();
+    const corrupt: RecoveryReport['corrupt'] = [];
+    for (const seq of this.found) {
+      const seg = new Segment(seq, segmentPath(this.dir, seq));
+      const res = await scanSegment(seg.file, (rec, off, len, bodies) => replay.apply(rec, seq, off, len, bodies));
+      seg.size = res.size;
+      if (res.problem) corrupt.push(await this.handleProblem(seg, res));
+      this.segments.push(seg);
+    }
+    this.nextSeq = (this.found.at(-1) ?? 0) + 1;
+    await this.rotate();
+    this.state = 'ready';
+    this.startTimer();
+    const counts = this.loadIndex(replay, onTransaction);
+    const report: RecoveryReport = { ...counts, corrupt, durationMs: performance.now() - started };
+    this.log.info({ ...counts, corrupt: corrupt.length, segments: this.found.length, ms: Math.round(report.durationMs) }, 'spool recovered');
+    this.afterBatch();
+    return report;
+  }
+
+  private async handleProblem(seg: Segment, res: ScanResult): Promise<RecoveryReport['corrupt'][number]> {
+    const { offset, reason } = res.problem!;
+    const action = this.opts.corrupt;
+    switch (action) {
+      case 'rename':
+        await saveTail(seg.file, offset, this.sync);
+        await truncateFile(seg.file, offset, this.sync);
+        seg.size = offset;
+        break;
+      case 'unlink':
+        await truncateFile(seg.file, offset, this.sync);
+        seg.size = offset;
+        break;
+      case 'ignore':
+        break;
+      default:
+        assertNever(action);
+    }
+    const item = { file: seg.file, offset, reason, action };
+    this.log.warn(item, 'spool: torn or corrupt record; the rest of this segment is not loaded');
+    return item;
+  }
+
+  private loadIndex(replay: Replay, onTransaction: (tx: RecoveredTransaction) => void): { transactions: number; entries: number } {
+    const bySeq = new Map(this.segments.map((s) => [s.seq, s]));
+    let transactions = 0;
+    let entries = 0;
+    for (const r of replay.txs.values()) {
+      const recovered = this.parseRecovered(r);
+      if (!recovered) continue;
+      const seg = bySeq.get(r.seg)!;
+      const durable = new Array<number>(r.entries.length * 3);
+      r.entries.forEach((e, i) => {
+        durable[3 * i] = e.queue;
+        durable[3 * i + 1] = e.seg;
+        durable[3 * i + 2] = e.off;
+      });
+      const live = r.entries.map((e) => e.queue);
+      const tx: TxState = { id: r.id, seg, off: r.off, len: r.len, bodies: r.bodies.slice(), durable, live, pending: 0, version: 0 };
+      seg.liveTx++;
+      seg.liveBytes += r.len;
+      this.index.set(r.id, tx);
+      transactions++;
+      entries += recovered.entries.length;
+      onTransaction(recovered);
+    }
+    return { transactions, entries };
+  }
+
+  private parseRecovered(r: ReplayTx): RecoveredTransaction | null {
+    try {
+      return {
+        id: r.id,
+        meta: JSON.parse(r.meta) as Json,
+        bodySizes: r.bodies.filter((_, i) => i % 2 === 1),
+        entries: r.entries.map((e) => ({ queue: e.queue, meta: JSON.parse(e.meta) as Json })),
+      };
+    } catch (err) {
+      this.log.error({ err, transaction: r.id }, 'spool: unparsable metadata; transaction not loaded');
+      return null;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Public write API
+
+  async commit(c: SpoolCommit): Promise<void> {
+    this.assertWritable();
+    if (!this.space.hasSpace()) throw new SpoolFullError();
+    const rec = txRecord(c);
+    if (this.index.has(rec.id)) throw new SpoolError('SPOOL_DUPLICATE', `spool: transaction ${rec.id} already exists`);
+    const enc = encodeChecked(rec);
+    const queues = rec.entries.map((e) => e.queue);
+    const tx: TxState = { id: rec.id, seg: null, off: 0, len: 0, bodies: [], durable: [], live: [...queues], pending: 0, version: 0 };
+    this.index.set(rec.id, tx);
+    return this.submit('tx', tx, enc, queues, rec.bodies.map((b) => b.length));
+  }
+
+  async update(transaction: string, queue: number, meta: Json): Promise<void> {
+    this.assertWritable();
+    const tx = this.index.get(transaction);
+    if (!tx || !tx.live.includes(queue)) throw new SpoolError('SPOOL_NOT_FOUND', `spool: no live entry ${transaction}:${queue}`);
+    const enc = encodeChecked({ type: 'update', id: transaction, queue, meta: jsonText(meta) });
+    tx.version++;
+    return this.submit('update', tx, enc, [queue], []);
+  }
+
+  async remove(transaction: string, queue: number): Promise<void> {
+    this.assertWritable();
+    const tx = this.index.get(transaction);
+    if (!tx) return;
+    const at = tx.live.indexOf(queue);
+    // Not live and not durable: already finished (remove is idempotent).
+    if (at < 0 && durableAt(tx, queue) < 0) return;
+    const enc = encodeChecked({ type: 'remove', id: transaction, queue });
+    if (at >= 0) tx.live.splice(at, 1);
+    tx.version++;
+    return this.submit('remove', tx, enc, [queue], []);
+  }
+
+  async readBody(transaction: string, body: number): Promise<Buffer> {
+    if (this.state === 'closed') throw new SpoolError('SPOOL_CLOSED', 'spool: closed');
+    for (let attempt = 0; ; attempt++) {
+      const tx = this.index.get(transaction);
+      if (!tx?.seg) throw new SpoolError('SPOOL_NOT_FOUND', `spool: no transaction ${transaction}`);
+      if (!Number.isInteger(body) || body < 0 || body * 2 >= tx.bodies.length) {
+        throw new SpoolError('SPOOL_NOT_FOUND', `spool: transaction ${transaction} has no body ${body}`);
+      }
+      const seq = tx.seg.seq;
+      try {
+        return await this.handles.read(seq, tx.bodies[body * 2], tx.bodies[body * 2 + 1]);
+      } catch (err) {
+        // Compaction moved it and the old segment is gone: look it up again.
+        const moved = this.index.get(transaction)?.seg?.seq !== seq;
+        if (attempt < 3 && moved && errno(err) === 'ENOENT') continue;
+        throw err;
+      }
+    }
+  }
+
+  hasSpace(): boolean {
+    return this.space.hasSpace();
+  }
+
+  stats(): SpoolStats {
+    let bytes = 0;
+    let live = 0;
+    for (const s of this.segments) {
+      bytes += s.size;
+      live += s.liveTx;
+    }
+    return {
+      segments: this.segments.length,
+      bytes,
+      liveTransactions: live,
+      fsyncs: this.fsyncs,
+      fsyncMeanMs: this.fsyncs ? this.fsyncTotalMs / this.fsyncs : 0,
+      fsyncMaxMs: this.fsyncMaxMs,
+    };
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) this.closing = this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    await this.recovery?.catch(() => undefined);
+    this.state = 'closing';
+    if (this.timer) clearInterval(this.timer);
+    await this.compaction;
+    while (this.loop) await this.loop;
+    while (this.reclaiming) await this.reclaiming;
+    await this.writer?.close();
+    this.writer = null;
+    await this.handles.closeAll();
+    await this.releaseLock();
+    this.state = 'closed';
+  }
+
+  private assertWritable(): void {
+    if (this.state === 'ready') return;
+    if (this.state === 'closing' || this.state === 'closed') throw new SpoolError('SPOOL_CLOSED', 'spool: closed');
+    throw new SpoolError('SPOOL_NOT_RECOVERED', 'spool: call recover() before writing');
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Group commit
+
+  private submit(kind: PendingKind, tx: TxState, enc: EncodedRecord, queues: number[], bodySizes: number[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      tx.pending++;
+      this.queue.push({ kind, tx, enc, queues, bodySizes, resolve, reject });
+      if (!this.loop) this.loop = this.drain();
+    });
+  }
+
+  /**
+   * The single writer. It starts on setImmediate so that every record submitted during the
+   * current event-loop turn joins the first batch; after that, whatever arrived while a batch
+   * was being written and synced is the next batch. No timer, no added latency under load.
+   */
+  private async drain(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.writeBatch(batch);
+      }
+    } finally {
+      this.loop = null;
+    }
+  }
+
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    let seg: Segment;
+    try {
+      seg = await this.writableSegment();
+    } catch (err) {
+      return this.fail(batch, ioError(err));
+    }
+    const start = seg.size;
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (const p of batch) {
+      for (const part of p.enc.parts) parts.push(part);
+      total += p.enc.length;
+    }
+    try {
+      await writeAll(this.writer!, parts, start);
+      seg.size = start + total;
+      if (this.sync) await this.timedSync(this.writer!);
+    } catch (err) {
+      await this.undoWrite(seg, start, total, err);
+      return this.fail(batch, ioError(err));
+    }
+    this.space.wrote(total);
+    let off = start;
+    for (const p of batch) {
+      this.apply(p, seg, off);
+      off += p.enc.length;
+      p.resolve();
+    }
+    this.afterBatch();
+  }
+
+  private async writableSegment(): Promise<Segment> {
+    const cur = this.segments.at(-1);
+    if (cur && this.writer && !cur.broken && cur.size < this.segmentSize) return cur;
+    await this.rotate();
+    return this.segments.at(-1)!;
+  }
+
+  /** Start a new segment: create it exclusively, make its name durable, switch the writer. */
+  private async rotate(): Promise<void> {
+    const seq = this.nextSeq++;
+    const seg = new Segment(seq, segmentPath(this.dir, seq));
+    const fh = await fsp.open(seg.file, 'wx', 0o600);
+    try {
+      if (this.sync) await syncDir(this.dir);
+    } catch (err) {
+      await fh.close();
+      await fsp.unlink(seg.file).catch(() => undefined);
+      throw err;
+    }
+    const old = this.writer;
+    this.writer = fh;
+    this.segments.push(seg);
+    if (old) await old.close().catch((err: unknown) => this.log.warn({ err }, 'spool: closing a full segment failed'));
+  }
+
+  private async timedSync(fh: fsp.FileHandle): Promise<void> {
+    const t0 = performance.now();
+    await fh.datasync();
+    const ms = performance.now() - t0;
+    this.fsyncs++;
+    this.fsyncTotalMs += ms;
+    if (ms > this.fsyncMaxMs) this.fsyncMaxMs = ms;
+  }
+
+  /** A write or sync failed: cut the segment back to the end of the last durable batch. */
+  private async undoWrite(seg: Segment, start: number, total: number, err: unknown): Promise<void> {
+    const full = isNoSpace(err);
+    if (full) this.space.markFull();
+    this.log.error({ err, segment: seg.file, offset: start, bytes: total }, 'spool: write failed; batch rejected');
+    try {
+      await this.writer!.truncate(start);
+      if (this.sync) await this.writer!.datasync();
+      seg.size = start;
+      // After ENOSPC the file is sound; after any other failure start afresh in a new file.
+      if (!full) seg.broken = true;
+    } catch (cutErr) {
+      seg.broken = true;
+      seg.size = Math.max(seg.size, start + total);
+      this.log.error({ err: cutErr, segment: seg.file }, 'spool: cannot truncate after a failed write; recovery will cut there');
+    }
+  }
+
+  private fail(batch: Pending[], err: Error): void {
+    for (const p of batch) {
+      this.rollback(p);
+      p.reject(err);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // In-memory index: applied once a record is durable, undone when its batch fails
+
+  private apply(p: Pending, seg: Segment, off: number): void {
+    const tx = p.tx;
+    tx.pending--;
+    if (tx.pending === 0 && tx.seg !== null && tx.seg === this.compactJob?.seg) this.compactAgain = true;
+    switch (p.kind) {
+      case 'tx':
+      case 'rewrite':
+        this.place(tx, seg, off, p);
+        break;
+      case 'update': {
+        const at = durableAt(tx, p.queues[0]);
+        if (at >= 0) {
+          tx.durable[at + 1] = seg.seq;
+          tx.durable[at + 2] = off;
+        }
+        break;
+      }
+      case 'remove':
+        this.dropDurable(tx, p.queues[0]);
+        break;
+      default:
+        assertNever(p.kind);
+    }
+    this.forgetIfDead(tx);
+  }
+
+  private place(tx: TxState, seg: Segment, off: number, p: Pending): void {
+    if (tx.seg && tx.durable.length > 0) this.detach(tx);
+    tx.seg = seg;
+    tx.off = off;
+    tx.len = p.enc.length;
+    // Exact-size arrays: push() would over-allocate, and there is one of these per live message.
+    tx.bodies = new Array<number>(p.bodySizes.length * 2);
+    p.bodySizes.forEach((size, i) => {
+      tx.bodies[2 * i] = off + p.enc.bodyOffsets[i];
+      tx.bodies[2 * i + 1] = size;
+    });
+    tx.durable = new Array<number>(p.queues.length * 3);
+    p.queues.forEach((q, i) => {
+      tx.durable[3 * i] = q;
+      tx.durable[3 * i + 1] = seg.seq;
+      tx.durable[3 * i + 2] = off;
+    });
+    if (tx.durable.length === 0) return;
+    seg.liveTx++;
+    seg.liveBytes += tx.len;
+  }
+
+  private dropDurable(tx: TxState, queue: number): void {
+    const at = durableAt(tx, queue);
+    if (at < 0) return;
+    tx.durable.splice(at, 3);
+    if (tx.durable.length === 0) this.detach(tx);
+  }
+
+  private detach(tx: TxState): void {
+    tx.seg!.liveTx--;
+    tx.seg!.liveBytes -= tx.len;
+  }
+
+  private rollback(p: Pending): void {
+    const tx = p.tx;
+    tx.pending--;
+    const queue = p.queues[0];
+    if (p.kind === 'tx') tx.live = [];
+    if (p.kind === 'remove' && durableAt(tx, queue) >= 0 && !tx.live.includes(queue)) tx.live.push(queue);
+    this.forgetIfDead(tx);
+  }
+
+  private forgetIfDead(tx: TxState): void {
+    if (tx.durable.length > 0 || tx.live.length > 0 || tx.pending > 0) return;
+    if (this.index.get(tx.id) === tx) this.index.delete(tx.id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reclaim: delete dead segments oldest first; compact a sparse oldest segment
+
+  private afterBatch(): void {
+    if (this.state !== 'ready') return;
+    this.kickReclaim();
+    this.maybeCompact();
+  }
+
+  private startTimer(): void {
+    this.timer = setInterval(() => {
+      void this.space.refresh();
+      this.afterBatch();
+    }, TICK_MS);
+    this.timer.unref();
+  }
+
+  private deletable(): boolean {
+    return this.segments.length > 1 && this.segments[0].liveTx === 0 && Date.now() >= this.reclaimRetryAt;
+  }
+
+  private kickReclaim(): void {
+    if (!this.reclaiming && this.deletable()) this.reclaiming = this.reclaimLoop();
+  }
+
+  private async reclaimLoop(): Promise<void> {
+    let deleted = 0;
+    try {
+      while (this.deletable() && (await this.deleteOldest())) deleted++;
+    } finally {
+      this.reclaiming = null;
+    }
+    // A new oldest segment may be worth compacting now.
+    if (deleted > 0 && this.state === 'ready') this.maybeCompact();
+  }
+
+  /**
+   * Delete the oldest segment. Its removal is made durable (directory fsync) before the next
+   * one is deleted: if a crash could undo an older deletion but keep a newer one, tombstones in
+   * the newer segment would be gone while the TX records they kill came back.
+   */
+  private async deleteOldest(): Promise<boolean> {
+    const seg = this.segments[0];
+    try {
+      await fsp.unlink(seg.file);
+      if (this.sync) await syncDir(this.dir);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') {
+        this.reclaimRetryAt = Date.now() + RETRY_MS;
+        this.log.error({ err, segment: seg.file }, 'spool: cannot delete a finished segment; will retry');
+        return false;
+      }
+    }
+    this.segments.shift();
+    this.handles.forget(seg.seq);
+    if (this.compactJob?.seg === seg) this.compactJob = null;
+    return true;
+  }
+
+  private maybeCompact(): void {
+    if (this.compaction || this.state !== 'ready' || Date.now() < this.compactRetryAt) return;
+    const oldest = this.segments[0];
+    if (this.segments.length < 2 || oldest.liveTx === 0 || !this.worthCompacting(oldest)) return;
+    // Rewriting needs room for the live data first; refuse when the disk cannot take it.
+    if (this.space.freeBytes() < 2 * oldest.liveBytes + 1024 * 1024) return;
+    this.compaction = this.compact(oldest)
+      .catch((err: unknown) => this.log.error({ err }, 'spool: compaction failed'))
+      .finally(() => {
+        this.compaction = null;
+        if (this.compactAgain) this.maybeCompact();
+      });
+  }
+
+  private worthCompacting(oldest: Segment): boolean {
+    if (oldest.liveBytes < SPARSE_SHARE * oldest.size) return true;
+    let bytes = 0;
+    let live = 0;
+    for (const s of this.segments) {
+      bytes += s.size;
+      live += s.liveBytes;
+    }
+    return bytes > BLOAT_FACTOR * live + 2 * this.segmentSize;
+  }
+
+  /**
+   * The transactions of `seg` still to move. Found by one scan of the index per segment; the list
+   * only shrinks afterwards (nothing new is ever placed in a segment that is not the last).
+   */
+  private victims(seg: Segment): TxState[] {
+    if (this.compactJob?.seg !== seg) this.compactJob = { seg, victims: [...this.index.values()].filter((tx) => tx.seg === seg) };
+    const job = this.compactJob;
+    job.victims = job.victims.filter((tx) => tx.seg === seg && tx.durable.length > 0);
+    return job.victims;
+  }
+
+  private async compact(seg: Segment): Promise<void> {
+    this.compactAgain = false;
+    const victims = this.victims(seg);
+    const outcome = { moved: 0, busy: 0, failed: 0 };
+    for (let i = 0; i < victims.length && this.state === 'ready'; ) {
+      const round: TxState[] = [];
+      for (let bytes = 0; i < victims.length && (round.length === 0 || bytes + victims[i].len <= COMPACT_ROUND_BYTES); i++) {
+        bytes += victims[i].len;
+        round.push(victims[i]);
+      }
+      await this.rewriteRound(round, seg, outcome);
+    }
+    this.log.info({ segment: seg.file, ...outcome, left: seg.liveTx }, 'spool: compacted oldest segment');
+    // Busy transactions have records queued: once those are durable, apply() sets compactAgain.
+    // Failures (unreadable records) wait before the next attempt.
+    if (outcome.failed > 0) this.compactRetryAt = Date.now() + RETRY_MS;
+    this.kickReclaim();
+  }
+
+  private async rewriteRound(round: TxState[], seg: Segment, outcome: { moved: number; busy: number; failed: number }): Promise<void> {
+    const snaps = await Promise.all(round.map((tx) => (tx.pending > 0 ? 'busy' : this.snapshot(tx))));
+    const writes: Promise<void>[] = [];
+    round.forEach((tx, i) => {
+      const snap = snaps[i];
+      if (snap === null) outcome.failed++;
+      if (snap === null || snap === 'busy') return;
+      // Checked and queued in one synchronous step: nothing for tx can slip in between.
+      if (!this.unchanged(tx, snap, seg)) {
+        outcome.busy++;
+        return;
+      }
+      outcome.moved++;
+      const done = this.submit('rewrite', tx, snap.enc, snap.queues, snap.bodySizes);
+      writes.push(done.catch((err: unknown) => this.log.warn({ err, transaction: tx.id }, 'spool: rewrite failed')));
+    });
+    outcome.busy += snaps.filter((s) => s === 'busy').length;
+    await Promise.all(writes);
+  }
+
+  private unchanged(tx: TxState, snap: Snapshot, seg: Segment): boolean {
+    return tx.version === snap.version && tx.pending === 0 && tx.seg === seg && tx.off === snap.off
+      && tx.durable.length > 0 && this.index.get(tx.id) === tx;
+  }
+
+  /** Read a transaction's current state from disk and encode it as a rewrite TX record. */
+  private async snapshot(tx: TxState): Promise<Snapshot | null> {
+    if (!tx.seg) return null;
+    const { version, off } = tx;
+    const seq = tx.seg.seq;
+    const durable = tx.durable.slice();
+    try {
+      const base = await this.readRecord(seq, off, tx.len, tx.id);
+      if (base.type !== 'tx') throw new Error('not a TX record');
+      const entries: TxRecord['entries'] = [];
+      for (let i = 0; i < durable.length; i += 3) {
+        const [queue, s, o] = [durable[i], durable[i + 1], durable[i + 2]];
+        entries.push({ queue, meta: s === seq && o === off ? txEntryMeta(base, queue) : await this.updateMeta(s, o, tx.id, queue) });
+      }
+      const rec: TxRecord = { type: 'tx', id: tx.id, meta: base.meta, entries, bodies: base.bodies };
+      return { version, off, enc: encodeParts(rec), queues: entries.map((e) => e.queue), bodySizes: base.bodies.map((b) => b.length) };
+    } catch (err) {
+      this.log.error({ err, transaction: tx.id, segment: seq, offset: off }, 'spool: cannot re-read a transaction for compaction');
+      return null;
+    }
+  }
+
+  private async updateMeta(seq: number, off: number, id: string, queue: number): Promise<string> {
+    const head = await this.handles.read(seq, off, HEADER_SIZE);
+    const rec = await this.readRecord(seq, off, HEADER_SIZE + head.readUInt32LE(5), id);
+    if (rec.type !== 'update' || rec.queue !== queue) throw new Error(`record at ${seq}:${off} is not the update of entry ${queue}`);
+    return rec.meta;
+  }
+
+  private async readRecord(seq: number, off: number, len: number, id: string): Promise<SpoolRecord> {
+    const buf = await this.handles.read(seq, off, len);
+    const res = decode(buf, 0);
+    if (res.kind !== 'record') throw new Error(`record at ${seq}:${off} is ${res.kind === 'corrupt' ? res.reason : 'incomplete'}`);
+    if (res.record.id !== id) throw new Error(`record at ${seq}:${off} belongs to ${res.record.id}`);
+    return res.record;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+function txEntryMeta(rec: TxRecord, queue: number): string {
+  const entry = rec.entries.findLast((e) => e.queue === queue);
+  if (!entry) throw new Error(`TX record has no entry ${queue}`);
+  return entry.meta;
+}
+
+function durableAt(tx: TxState, queue: number): number {
+  for (let i = 0; i < tx.durable.length; i += 3) if (tx.durable[i] === queue) return i;
+  return -1;
+}
+
+function jsonText(value: Json): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new SpoolError('SPOOL_INVALID', `spool: metadata is not JSON: ${(err as Error).message}`);
+  }
+  if (text === undefined) throw new SpoolError('SPOOL_INVALID', 'spool: metadata is not JSON');
+  return text;
+}
+
+function txRecord(c: SpoolCommit): TxRecord {
+  if (typeof c.id !== 'string' || c.id.length === 0) throw new SpoolError('SPOOL_INVALID', 'spool: transaction id must be a non-empty string');
+  const seen = new Set<number>();
+  const entries = c.entries.map((e) => {
+    if (seen.has(e.queue)) throw new SpoolError('SPOOL_INVALID', `spool: queue number ${e.queue} repeated in ${c.id}`);
+    seen.add(e.queue);
+    return { queue: e.queue, meta: jsonText(e.meta) };
+  });
+  const bodies = c.bodies.map((b) => (Buffer.isBuffer(b) ? b : Buffer.from((b as Uint8Array).buffer, (b as Uint8Array).byteOffset, (b as Uint8Array).byteLength)));
+  return { type: 'tx', id: c.id, meta: jsonText(c.meta), entries, bodies };
+}
+
+function encodeChecked(rec: SpoolRecord): EncodedRecord {
+  try {
+    return encodeParts(rec);
+  } catch (err) {
+    if (err instanceof RangeError) throw new SpoolError('SPOOL_INVALID', err.message);
+    throw err;
+  }
+}
+
+async function writeAll(fh: fsp.FileHandle, parts: Buffer[], position: number): Promise<void> {
+  let rest = parts.filter((p) => p.length > 0);
+  let pos = position;
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest.length > IOV_MAX ? rest.slice(0, IOV_MAX) : rest, pos);
+    if (bytesWritten <= 0) throw new Error('spool: write made no progress');
+    pos += bytesWritten;
+    rest = advance(rest, bytesWritten);
+  }
+}
+
+/** Drop `n` written bytes from the front of a buffer list. */
+function advance(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
+  const out = bufs.slice(i);
+  if (n > 0) out[0] = out[0].subarray(n);
+  return out;
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function truncateFile(file: string, length: number, sync: boolean): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    await fh.truncate(length);
+    if (sync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** spool.corrupt = rename: keep the unusable tail as `<segment>.corrupt-<offset>`. */
+async function saveTail(file: string, offset: number, sync: boolean): Promise<void> {
+  const src = await fsp.open(file, 'r');
+  const dst = await fsp.open(`${file}.corrupt-${offset}`, 'w', 0o600);
+  try {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (let pos = offset; ; ) {
+      const { bytesRead } = await src.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) break;
+      await dst.write(buf, 0, bytesRead);
+      pos += bytesRead;
+    }
+    if (sync) await dst.sync();
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+  if (sync) await syncDir(path.dirname(file));
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | null)?.code;
+}
+
+function isNoSpace(err: unknown): boolean {
+  const code = errno(err);
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+function ioError(err: unknown): Error {
+  if (isNoSpace(err)) return new SpoolFullError(`spool disk full (${errno(err)})`);
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function assertNever(x: never): never {
+  throw new Error(`unreachable: ${String(x)}`);
+}

@@ -1,0 +1,311 @@
+/**
+ * Spool record codec (pure: no I/O, no clock, no config).
+ *
+ * Every record in a spool segment is framed and self-checking (docs/spool.md §1):
+ *
+ *   offset 0  magic   4 bytes  'H' 'J' 'R' '1'
+ *          4  type    u8       1 = TX, 2 = UPDATE, 3 = REMOVE
+ *          5  length  u32 LE   payload length in bytes
+ *          9  crc     u32 LE   CRC-32 (IEEE, as zlib) of the type byte followed by the payload
+ *         13  payload
+ *
+ * Payloads (integers u32 LE unless noted, strings UTF-8, JSON as text):
+ *   TX      idLen u8, id, metaLen, meta, nEntries, nEntries × (queue, metaLen, meta),
+ *           nBodies, nBodies × (bodyLen, body)          — bodies last, so offsets are known
+ *   UPDATE  idLen u8, id, queue, metaLen, meta
+ *   REMOVE  idLen u8, id, queue
+ *
+ * Inputs/outputs: `encodeParts` returns the record as a list of buffers (bodies are not copied,
+ * so the caller must not mutate them until written) plus the offset of each body inside the
+ * record; `encode` concatenates them. `decode(buf, offset)` returns exactly one of
+ *   { kind: 'record', record, next, bodyOffsets }  — a whole record whose checksum matched;
+ *   { kind: 'incomplete', need }                   — the buffer ends inside the record; `need`
+ *                                                    is the byte count from `offset` required;
+ *   { kind: 'corrupt', reason }                    — bad magic, implausible length, checksum
+ *                                                    mismatch or a malformed payload.
+ * Invariant: decode never returns a record that encode did not produce (up to CRC-32 collisions),
+ * and decode(encode(r)) deep-equals r. Errors: encode throws RangeError on values that do not
+ * fit the format (id longer than 255 bytes, queue outside 1..2^32-1, payload above the limit).
+ */
+import * as zlib from 'node:zlib';
+
+export const MAGIC = Buffer.from('HJR1', 'latin1');
+export const HEADER_SIZE = 13;
+/** Default upper bound on a payload; a larger length field is treated as corruption. */
+export const MAX_PAYLOAD = 1024 * 1024 * 1024;
+
+export const RecordType = { tx: 1, update: 2, remove: 3 } as const;
+export type RecordKind = keyof typeof RecordType;
+
+export interface TxRecord {
+  type: 'tx';
+  id: string;
+  /** Transaction metadata as JSON text. */
+  meta: string;
+  entries: Array<{ queue: number; meta: string }>;
+  bodies: Buffer[];
+}
+export interface UpdateRecord { type: 'update'; id: string; queue: number; meta: string }
+export interface RemoveRecord { type: 'remove'; id: string; queue: number }
+export type SpoolRecord = TxRecord | UpdateRecord | RemoveRecord;
+
+export interface EncodedRecord {
+  parts: Buffer[];
+  length: number;
+  /** Offset of each body from the start of the record (TX only; empty otherwise). */
+  bodyOffsets: number[];
+}
+
+export type DecodeResult =
+  | { kind: 'record'; record: SpoolRecord; next: number; bodyOffsets: number[] }
+  | { kind: 'incomplete'; need: number }
+  | { kind: 'corrupt'; reason: string };
+
+// ---------------------------------------------------------------------------------------------
+// CRC-32 (IEEE 802.3 polynomial, reflected, as zlib). zlib.crc32 exists from Node 20.15; the
+// table version keeps Node >= 20.0 working.
+
+type Crc = (data: Uint8Array, value?: number) => number;
+
+function tableCrc32(): Crc {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return (data, value = 0) => {
+    let c = (value ^ 0xffffffff) >>> 0;
+    for (let i = 0; i < data.length; i++) c = table[(c ^ data[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+}
+
+const nativeCrc = (zlib as { crc32?: Crc }).crc32;
+/**
+ * zlib.crc32 hands the view's data pointer to zlib's crc32(), which returns 0 ("initial value")
+ * when that pointer is NULL, as it is for some empty buffers (seen on Node 20.20 with
+ * Buffer.alloc(0)). An empty input must leave the running value unchanged, so skip it here.
+ */
+function guarded(native: Crc): Crc {
+  return (data, value = 0) => (data.length === 0 ? value >>> 0 : native(data, value));
+}
+export const crc32: Crc = typeof nativeCrc === 'function' ? guarded(nativeCrc) : tableCrc32();
+/** Exposed for tests: the portable implementation. */
+export const crc32Portable: Crc = tableCrc32();
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/** Accumulates the small, non-body parts of a payload into one buffer. */
+class PayloadWriter {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  u8(v: number): void { this.push(Buffer.from([v])); }
+  u32(v: number): void {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(v, 0);
+    this.push(b);
+  }
+  bytes(b: Buffer): void { this.push(b); }
+  str32(s: string): void {
+    const b = Buffer.from(s, 'utf8');
+    this.u32(b.length);
+    this.push(b);
+  }
+  id(s: string): void {
+    const b = Buffer.from(s, 'utf8');
+    if (b.length === 0 || b.length > 255) throw new RangeError('spool record: id must be 1..255 bytes');
+    this.u8(b.length);
+    this.push(b);
+  }
+  take(): Buffer {
+    const out = Buffer.concat(this.chunks, this.size);
+    this.chunks = [];
+    this.size = 0;
+    return out;
+  }
+  private push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+  }
+}
+
+function checkQueue(queue: number): void {
+  if (!Number.isInteger(queue) || queue < 1 || queue > 0xffffffff) {
+    throw new RangeError(`spool record: queue number ${queue} outside 1..4294967295`);
+  }
+}
+
+/** Payload parts of a TX record: small buffers interleaved with the (uncopied) bodies. */
+function txPayload(r: TxRecord): { parts: Buffer[]; bodyStarts: number[] } {
+  const w = new PayloadWriter();
+  w.id(r.id);
+  w.str32(r.meta);
+  w.u32(r.entries.length);
+  for (const e of r.entries) {
+    checkQueue(e.queue);
+    w.u32(e.queue);
+    w.str32(e.meta);
+  }
+  w.u32(r.bodies.length);
+  const parts: Buffer[] = [];
+  const bodyStarts: number[] = [];
+  let at = 0;
+  for (const body of r.bodies) {
+    w.u32(body.length);
+    const head = w.take();
+    parts.push(head, body);
+    bodyStarts.push(at + head.length);
+    at += head.length + body.length;
+  }
+  const tail = w.take();
+  if (tail.length > 0) parts.push(tail);
+  return { parts, bodyStarts };
+}
+
+function smallPayload(r: UpdateRecord | RemoveRecord): Buffer[] {
+  const w = new PayloadWriter();
+  w.id(r.id);
+  checkQueue(r.queue);
+  w.u32(r.queue);
+  if (r.type === 'update') w.str32(r.meta);
+  return [w.take()];
+}
+
+export function encodeParts(r: SpoolRecord, maxPayload = MAX_PAYLOAD): EncodedRecord {
+  const { parts: payload, bodyStarts } = r.type === 'tx' ? txPayload(r) : { parts: smallPayload(r), bodyStarts: [] };
+  const length = payload.reduce((n, b) => n + b.length, 0);
+  if (length > maxPayload) throw new RangeError(`spool record: payload of ${length} bytes exceeds ${maxPayload}`);
+  const type = RecordType[r.type];
+  let crc = crc32(Buffer.from([type]));
+  for (const p of payload) crc = crc32(p, crc);
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
+  MAGIC.copy(header, 0);
+  header.writeUInt8(type, 4);
+  header.writeUInt32LE(length, 5);
+  header.writeUInt32LE(crc >>> 0, 9);
+  return { parts: [header, ...payload], length: HEADER_SIZE + length, bodyOffsets: bodyStarts.map((s) => HEADER_SIZE + s) };
+}
+
+export function encode(r: SpoolRecord, maxPayload = MAX_PAYLOAD): Buffer {
+  const e = encodeParts(r, maxPayload);
+  return Buffer.concat(e.parts, e.length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** Thrown inside payload parsing only; decode turns it into { kind: 'corrupt' }. */
+class Malformed extends Error {}
+
+class PayloadReader {
+  private pos: number;
+  constructor(private readonly buf: Buffer, start: number, private readonly end: number) {
+    this.pos = start;
+  }
+  get offset(): number { return this.pos; }
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++];
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  slice(n: number): Buffer {
+    this.need(n);
+    const out = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+  str32(): string { return this.slice(this.u32()).toString('utf8'); }
+  id(): string {
+    const n = this.u8();
+    if (n === 0) throw new Malformed('empty id');
+    return this.slice(n).toString('utf8');
+  }
+  queue(): number {
+    const q = this.u32();
+    if (q === 0) throw new Malformed('queue number 0');
+    return q;
+  }
+  done(): void {
+    if (this.pos !== this.end) throw new Malformed(`${this.end - this.pos} trailing payload bytes`);
+  }
+  private need(n: number): void {
+    if (n > this.end - this.pos) throw new Malformed('field runs past the payload');
+  }
+}
+
+function parseTx(r: PayloadReader, recordStart: number): { record: TxRecord; bodyOffsets: number[] } {
+  const id = r.id();
+  const meta = r.str32();
+  const nEntries = r.u32();
+  const entries: TxRecord['entries'] = [];
+  for (let i = 0; i < nEntries; i++) entries.push({ queue: r.queue(), meta: r.str32() });
+  const nBodies = r.u32();
+  const bodies: Buffer[] = [];
+  const bodyOffsets: number[] = [];
+  for (let i = 0; i < nBodies; i++) {
+    const len = r.u32();
+    bodyOffsets.push(r.offset - recordStart);
+    bodies.push(r.slice(len));
+  }
+  r.done();
+  return { record: { type: 'tx', id, meta, entries, bodies }, bodyOffsets };
+}
+
+function parsePayload(type: number, r: PayloadReader, recordStart: number): { record: SpoolRecord; bodyOffsets: number[] } {
+  switch (type) {
+    case RecordType.tx:
+      return parseTx(r, recordStart);
+    case RecordType.update: {
+      const record: UpdateRecord = { type: 'update', id: r.id(), queue: r.queue(), meta: r.str32() };
+      r.done();
+      return { record, bodyOffsets: [] };
+    }
+    case RecordType.remove: {
+      const record: RemoveRecord = { type: 'remove', id: r.id(), queue: r.queue() };
+      r.done();
+      return { record, bodyOffsets: [] };
+    }
+    default:
+      throw new Malformed(`unknown record type ${type}`);
+  }
+}
+
+function checkHeader(buf: Buffer, offset: number, maxPayload: number): DecodeResult | null {
+  const have = buf.length - offset;
+  const magicBytes = Math.min(have, MAGIC.length);
+  if (buf.compare(MAGIC, 0, magicBytes, offset, offset + magicBytes) !== 0) return { kind: 'corrupt', reason: 'bad magic' };
+  if (have < HEADER_SIZE) return { kind: 'incomplete', need: HEADER_SIZE };
+  const type = buf[offset + 4];
+  if (type < RecordType.tx || type > RecordType.remove) return { kind: 'corrupt', reason: `unknown record type ${type}` };
+  const length = buf.readUInt32LE(offset + 5);
+  if (length > maxPayload) return { kind: 'corrupt', reason: `implausible payload length ${length}` };
+  if (have < HEADER_SIZE + length) return { kind: 'incomplete', need: HEADER_SIZE + length };
+  return null;
+}
+
+export function decode(buf: Buffer, offset: number, maxPayload = MAX_PAYLOAD): DecodeResult {
+  if (offset >= buf.length) return { kind: 'incomplete', need: HEADER_SIZE };
+  const early = checkHeader(buf, offset, maxPayload);
+  if (early) return early;
+  const type = buf[offset + 4];
+  const length = buf.readUInt32LE(offset + 5);
+  const start = offset + HEADER_SIZE;
+  const end = start + length;
+  const expected = buf.readUInt32LE(offset + 9);
+  const actual = crc32(buf.subarray(start, end), crc32(buf.subarray(offset + 4, offset + 5)));
+  if (actual >>> 0 !== expected) return { kind: 'corrupt', reason: 'checksum mismatch' };
+  try {
+    const { record, bodyOffsets } = parsePayload(type, new PayloadReader(buf, start, end), offset);
+    return { kind: 'record', record, next: end, bodyOffsets };
+  } catch (err) {
+    if (err instanceof Malformed) return { kind: 'corrupt', reason: `malformed payload: ${err.message}` };
+    throw err;
+  }
+}
