@@ -89,7 +89,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
       startup: s,
       runtime: () => {
         const snap = runtime.current;
-        return { server: runtime.server(s.id), hooks: snap.hooks, secureContext: snap.tls.get(s.id) ?? (() => undefined) };
+        return { server: runtime.server(s.id), hooks: snap.hooks, secureContext: snap.tls.get(s.id) ?? (() => undefined), resolveKey: snap.resolveKey };
       },
       ingress,
       log,

@@ -7,7 +7,7 @@
 import { loadRunningConfig } from '../config/load';
 import { ConfigInvalidError, type ConfigError, type RunningConfig, type RunningServer, type StartupConfig } from '../config/types';
 import { loadHooks, type LoadedHooks } from '../hooks/runtime';
-import { buildTlsChoosers, type ContextChooser } from './tls';
+import { buildKeyResolver, buildTlsChoosers, type ContextChooser } from './tls';
 import type { Logger } from '../util/log';
 
 export interface RuntimeSnapshot {
@@ -15,6 +15,8 @@ export interface RuntimeSnapshot {
   config: RunningConfig;
   hooks: LoadedHooks;
   tls: Map<string, ContextChooser>;
+  /** Private key PEM by pki id (DKIM signing in hooks). */
+  resolveKey: (id: string) => string | undefined;
 }
 
 export type ReloadResult = { ok: true; generation: number } | { ok: false; errors: ConfigError[] };
@@ -43,7 +45,7 @@ export function loadSnapshot(startup: StartupConfig, log: Logger, generation: nu
     errors.push({ file, path: 'pki', reason: (err as Error).message });
   }
   if (errors.length || !hooks || !tls) throw new ConfigInvalidError(errors);
-  return { generation, config, hooks, tls };
+  return { generation, config, hooks, tls, resolveKey: buildKeyResolver(startup, config) };
 }
 
 export class RuntimeHolder {
