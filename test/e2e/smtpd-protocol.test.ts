@@ -2,7 +2,7 @@
  * The SMTP extensions and limits of the receiving server, each seen from a real socket against
  * the real daemon: what the client is told, and what ends up (or not) in the spool.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { RawSmtp, defaultApp, message, spoolEntries, startDaemon, writeConfig, type ConfigSet, type Daemon } from './harness';
@@ -34,8 +34,15 @@ before(async () => {
 
 after(() => d.stop());
 
+const opened: RawSmtp[] = [];
+afterEach(() => {
+  // A failed assertion must not leave connections that count against concurrency.total.
+  for (const c of opened.splice(0)) c.close();
+});
+
 async function open(): Promise<RawSmtp> {
   const c = await RawSmtp.connect(d.port);
+  opened.push(c);
   assert.match(await c.reply(), /^220 /);
   assert.match(await c.cmd('EHLO client.test'), /^250-/);
   return c;
@@ -51,7 +58,7 @@ test('SIZE: announced, refused at MAIL when declared too big, and at end of data
   assert.match(await c.cmd('MAIL FROM:<a@example.com> SIZE=100'), /^250 /);
   await c.cmd('RCPT TO:<big@example.org>');
   assert.match(await c.cmd('DATA'), /^354/);
-  c.write(message('big', 'y'.repeat(200) + '\r\n').repeat(1).replace(/\n/g, '\r\n') + ('z'.repeat(998) + '\r\n').repeat(20) + '.\r\n');
+  c.write(message('big', 'y'.repeat(200) + '\n').replace(/\n/g, '\r\n') + ('z'.repeat(998) + '\r\n').repeat(20) + '.\r\n');
   assert.match(await c.reply(), /^552 5\.3\.4 /);
   assert.match(await c.cmd('NOOP'), /^250 /, 'the connection is still usable');
   c.close();
