@@ -22,13 +22,19 @@ export function tempDir(prefix = 'halyard-e2e-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** Write smtpd.yaml / smtpd-app.yaml (and extra files) into a new temp folder. */
-export function writeConfig(opts: { smtpd?: string; app?: string; files?: Record<string, string>; dir?: string } = {}): ConfigSet {
+/**
+ * Write smtpd.yaml / smtpd-app.yaml (and extra files) into a new temp folder. Unless `deliver`
+ * is true, an smtpd-suspend.yaml suspending every queue entry is written too (when `files` has
+ * none): reception tests then find their entries queued, and nothing tries to reach the
+ * Internet.
+ */
+export function writeConfig(opts: { smtpd?: string; app?: string; files?: Record<string, string>; dir?: string; deliver?: boolean } = {}): ConfigSet {
   const dir = opts.dir ?? tempDir();
   const smtpd = path.join(dir, 'smtpd.yaml');
   const app = path.join(dir, 'smtpd-app.yaml');
   fs.writeFileSync(smtpd, opts.smtpd ?? defaultSmtpd());
   fs.writeFileSync(app, opts.app ?? defaultApp());
+  if (!opts.deliver && !opts.files?.['smtpd-suspend.yaml']) fs.writeFileSync(path.join(dir, 'smtpd-suspend.yaml'), 'suspends:\n  - {}\n');
   for (const [name, data] of Object.entries(opts.files ?? {})) {
     fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
     fs.writeFileSync(path.join(dir, name), data);
@@ -279,4 +285,14 @@ export async function spoolEntries(config: ConfigSet): Promise<Array<{ id: strin
 
 export function message(subject = 'test', body = 'Hello.\n'): string {
   return `From: a@example.com\nTo: b@example.org\nSubject: ${subject}\nMessage-ID: <${Math.random().toString(36).slice(2)}@example.com>\n\n${body}`;
+}
+
+/** The message stored for one queue entry, via `halyard-spoolcat --body`. */
+export async function spoolBody(config: ConfigSet, id: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [path.join(BIN, 'halyard-spoolcat'), '-c', config.smtpd, '--body', id], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`spoolcat --body failed: ${stderr.toString()}`));
+      else resolve(stdout);
+    });
+  });
 }

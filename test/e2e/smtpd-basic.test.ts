@@ -53,6 +53,29 @@ test('swaks delivers a message and sees the announced extensions', { skip: !whic
   assert.match(r.stdout, /<-  250 2\.0\.0 .*queued as/);
 });
 
+test('smtp-source: 200 messages over 10 sessions all land in the spool', { skip: !which('smtp-source') && 'smtp-source not installed' }, async (t) => {
+  const cfg = writeConfig();
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  const r = await run('smtp-source', ['-s', '10', '-m', '200', '-l', '5120', '-f', 'src@example.com', '-t', 'dst@example.org', '-M', 'source.test', `127.0.0.1:${d.port}`], { timeout: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const entries = await spoolEntries(cfg);
+  assert.equal(entries.length, 200);
+  assert.ok(entries.every((e) => e.entry.recipient === 'dst@example.org' && Number(e.entry.size) > 5120));
+});
+
+test('environment.uuid.version 1 gives time-based transaction ids', async (t) => {
+  const cfg = writeConfig({ smtpd: defaultSmtpd().replace('  hostname: mx.test.example', '  hostname: mx.test.example\n  uuid:\n    version: 1') });
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  const r = await sendRaw(d.port, 'a@example.com', ['b@example.org'], message());
+  assert.match(r, /queued as [0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-/);
+  const v4 = writeConfig();
+  const d4 = await startDaemon(v4);
+  t.after(() => d4.stop());
+  assert.match(await sendRaw(d4.port, 'a@example.com', ['b@example.org'], message()), /queued as [0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-/);
+});
+
 test('the shipped default config passes --test-config', async () => {
   const r = await run(process.execPath, [path.join(BIN, 'halyard-smtpd'), '-c', path.join(ROOT, 'config/smtpd.yaml'), '--test-config']);
   assert.equal(r.code, 0, r.stderr);

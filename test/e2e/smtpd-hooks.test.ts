@@ -4,7 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawSmtp, defaultApp, message, sendRaw, spoolEntries, startDaemon, writeConfig } from './harness';
+import fs from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { dkimVerify } from 'mailauth/lib/dkim/verify';
+import { RawSmtp, defaultApp, defaultSmtpd, message, sendRaw, spoolBody, spoolEntries, startDaemon, tempDir, writeConfig } from './harness';
 
 function hooksApp(phases: Record<string, string>): string {
   const phaseYaml = Object.keys(phases).map((p) => `      ${p}:\n        hook: ${p}1`).join('\n');
@@ -123,4 +126,48 @@ export default function ({ arguments: a, Accept, Reject, context }: HeloHook) {
   await c2.reply();
   assert.match(await c2.cmd('EHLO bad.example'), /^554 5\.\d\.\d+ Go away/);
   assert.ok(await c2.waitClosed(), 'disconnect option closes the connection');
+});
+
+test('a connect hook Reject answers 521 and closes; the disconnect hook runs and can log', async (t) => {
+  const phases = {
+    connect: `import type { ConnectHook } from 'halyard';
+export default function ({ Reject, context }: ConnectHook) { context.rejected = true; Reject('Not here'); }`,
+    disconnect: `import type { DisconnectHook } from 'halyard';
+export default function ({ arguments: a, context, log }: DisconnectHook) { log('bye', { rejected: context.rejected, close: a.close }); }`,
+  };
+  const cfg = writeConfig({ app: hooksApp(phases), files: files(phases) });
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  const c = await RawSmtp.connect(d.port);
+  assert.match(await c.reply(), /^521 5\.7\.1 Not here/);
+  assert.ok(await c.waitClosed());
+  const line = await d.waitForLog((l) => l.msg === 'bye');
+  assert.equal(line.rejected, true, 'the disconnect hook sees the connection-bound context');
+});
+
+test('an eod hook signs with DKIM (key by pki id) and the queued message verifies', async (t) => {
+  const ed = generateKeyPairSync('ed25519');
+  const der = ed.publicKey.export({ type: 'spki', format: 'der' });
+  const txt = `v=DKIM1; k=ed25519; p=${der.subarray(der.length - 32).toString('base64')}`;
+  const phases = {
+    eod: `import type { EodHook } from 'halyard';
+export default async function ({ arguments: { mail }, transaction, Accept }: EodHook) {
+  mail.setHeader('Subject', 'signed by halyard');
+  await mail.signDKIM('s1', 'example.com', 'dkim1');
+  for (const r of transaction.recipients) mail.queue(transaction.senderaddress!, r.address, r.transportid);
+  Accept();
+}`,
+  };
+  const dir = tempDir();
+  fs.writeFileSync(`${dir}/dkim.key`, ed.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  const cfg = writeConfig({ dir, smtpd: defaultSmtpd('pki:\n  private:\n    - id: dkim1\n      privatekey:\n        path: dkim.key\n'), app: hooksApp(phases), files: files(phases) });
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  const r = await sendRaw(d.port, 'a@example.com', ['b@example.org'], message('original'));
+  const txid = /queued as ([0-9a-f-]{36})/.exec(r)![1];
+  const body = await spoolBody(cfg, `${txid}:1`);
+  assert.match(body.toString(), /^DKIM-Signature: /);
+  assert.match(body.toString(), /Subject: signed by halyard/);
+  const res = await dkimVerify(body, { resolver: (async (name: string) => (name === 's1._domainkey.example.com' ? [[txt]] : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' })))) as never });
+  assert.deepEqual(res.results.map((x) => x.status.result), ['pass']);
 });

@@ -186,6 +186,17 @@ test('idle timeout answers 421 4.4.2 and closes', async () => {
   assert.ok(await c.waitClosed());
 });
 
+test('data timeout answers 421 4.4.2 when the client stalls inside DATA', async () => {
+  const c = await open();
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<stall@example.org>');
+  assert.match(await c.cmd('DATA'), /^354/);
+  c.write('Subject: half a message\r\n');
+  assert.match(await c.reply(6000), /^421 4\.4\.2 /);
+  assert.ok(await c.waitClosed());
+  assert.equal((await entriesFor('stall@example.org')).length, 0);
+});
+
 test('too many bad commands close the connection; garbage never takes the server down', async () => {
   const c = await open();
   let last = '';
