@@ -2,29 +2,36 @@
  * halyard-smtpd: start-up, reload and shutdown of the MTA process.
  *
  * Start: load smtpd.yaml (startup, restart to change) → open and recover the spool → load the
- * running snapshot (smtpd-app.yaml, hooks, TLS) → bind every listener → log `ready`.
+ * running snapshot (smtpd-app.yaml, hooks, TLS) → start the queue manager (delivery) → bind
+ * every listener → log `ready`.
  * SIGHUP reloads the running configuration (refused reloads keep the old one). SIGTERM/SIGINT
  * stop accepting, let in-flight transactions finish within a grace period, flush the spool and
  * exit 0. Exit 1 with every error listed when the configuration is invalid.
  */
 import os from 'node:os';
-import { loadStartupConfig, testConfig } from '../config/load';
-import { ConfigInvalidError, type ConfigError, type StartupConfig } from '../config/types';
+import { groupingIds, loadStartupConfig, loadSuspendConfig, testConfig, type QueuesConfig } from '../config/load';
+import { ConfigInvalidError, type ConfigError, type RunningConfig, type StartupConfig } from '../config/types';
 import { openSpool } from '../spool/journal';
 import type { Spool } from '../spool/types';
 import { QueueStore } from '../queue/store';
+import { DeliveryAgent } from '../delivery/attempt';
+import { Resolver } from '../delivery/resolver';
+import { QueueManager } from '../scheduler/manager';
+import { staticSuspendFilter } from '../scheduler/pickup';
 import { SmtpServer } from '../smtp/server';
 import { makeIdGenerator } from '../util/ids';
 import { createLogger, type Logger } from '../util/log';
 import { SpoolIngress } from './ingress';
 import { loadSnapshot, RuntimeHolder } from './runtime';
 import { parseArgs, USAGE } from './args';
+import { startControlSocket } from '../control/daemon'; // control socket (issue 5)
 
 export interface Daemon {
   startup: StartupConfig;
   runtime: RuntimeHolder;
   store: QueueStore;
   spool: Spool;
+  manager: QueueManager;
   servers: SmtpServer[];
   shutdown(reason: string): Promise<void>;
 }
@@ -69,6 +76,40 @@ function dropPrivileges(startup: StartupConfig, log: Logger): void {
   log.info({ user: p.user, group: p.group }, 'privileges dropped');
 }
 
+/** One resolver per resolver configuration (name servers, cache size): a reload that changes them gets a new one. */
+function resolverCache(): (config: RunningConfig) => Resolver {
+  let key = '';
+  let current: Resolver | undefined;
+  return (config) => {
+    const k = JSON.stringify(config.resolver);
+    if (!current || k !== key) {
+      current = new Resolver({ cacheSize: config.resolver.cache.size, ...(config.resolver.nameservers ? { servers: config.resolver.nameservers } : {}) });
+      key = k;
+    }
+    return current;
+  };
+}
+
+function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string): QueueManager {
+  const config = runtime.current.config;
+  const suspends = loadSuspendConfig(startup.environment.suspendconf, { groupings: groupingIds(config) });
+  const queues = config.queues as unknown as QueuesConfig;
+  const manager = new QueueManager({
+    store,
+    spool,
+    ingress,
+    runtime: () => ({ config: runtime.current.config, hooks: runtime.current.hooks.delivery ?? {} }),
+    agent: new DeliveryAgent({ poolSize: queues.pooling.size }),
+    resolverFor: resolverCache(),
+    log,
+    hostname: startup.environment.hostname || os.hostname(),
+    newId,
+    pickupFilter: staticSuspendFilter(suspends, (fields, msg) => log.warn(fields, msg)),
+  });
+  manager.start();
+  return manager;
+}
+
 export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const startup = loadStartupConfig(file);
   applyEnvironment(startup, log);
@@ -79,6 +120,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const loaded = await ingress.recover();
   log.info({ path: startup.spool.path, ...loaded }, 'spool loaded');
   const newId = makeIdGenerator(startup.environment.uuid.version);
+  const manager = startManager(startup, runtime, spool, store, ingress, log, newId);
   const servers: SmtpServer[] = [];
   for (const s of startup.servers) {
     if (s.type !== 'smtp') {
@@ -100,19 +142,28 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
     log.info({ serverid: s.id, listeners: server.addresses() }, 'listening');
     servers.push(server);
   }
+  // ---- control socket (issue 5, src/control/daemon.ts): after the listeners, before privdrop
+  // (the socket folder and its group may need root); a socket that cannot be set up is logged
+  // and the daemon runs on without it. Closed first at shutdown (below).
+  const control = await startControlSocket({ startup, runtime, store, servers, log });
+  // ---- end control socket
   dropPrivileges(startup, log);
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info({ reason }, 'shutting down');
-      await Promise.all(servers.map((srv) => srv.close(10_000)));
+      await control?.close(); // control socket (issue 5)
+      // Stop picking up first, then let receptions and attempts in flight finish (bounded),
+      // and only then close the spool both write to.
+      const [left] = await Promise.all([manager.stop(10_000), ...servers.map((srv) => srv.close(10_000))]);
+      if (left > 0) log.warn({ inflight: left }, 'delivery attempts still running at shutdown; they will be made again after restart');
       await spool.close();
       log.info({}, 'stopped');
     })();
     return stopping;
   };
   log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
-  return { startup, runtime, store, spool, servers, shutdown };
+  return { startup, runtime, store, spool, manager, servers, shutdown };
 }
 
 export async function main(argv: string[]): Promise<number> {

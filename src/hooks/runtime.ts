@@ -23,6 +23,7 @@
 import { ConfigInvalidError, SMTP_PHASES, type ConfigError, type RunningConfig, type SmtpPhase } from '../config/types';
 import { HookModuleLoader, type AnyHookFunction } from './loader';
 import { EodMail } from './mail';
+import { loadDeliveryHooks, type DeliveryHooks } from './delivery';
 import { applyReplyCodes, HookUsageError, PHASE_REPLIES, reasonLines, type Enhanced, type PhaseReplies } from './replies';
 import type { HookAction, HookContextByPhase, Reason, RejectOptions } from './types';
 
@@ -46,6 +47,8 @@ export type HookInput<P extends SmtpPhase> = Omit<HookContextByPhase[P], 'Accept
 export interface LoadedHooks {
   has(serverid: string, phase: SmtpPhase): boolean;
   run<P extends SmtpPhase>(serverid: string, phase: P, input: HookInput<P>): Promise<HookOutcome>;
+  /** predelivery / postdelivery (delivery.ts); absent in test doubles of the SMTP hooks. */
+  readonly delivery?: DeliveryHooks;
 }
 
 /** The part of a pino logger the runtime uses. */
@@ -63,15 +66,16 @@ interface BoundHook {
 
 export function loadHooks(config: RunningConfig, log: HookLogger): LoadedHooks {
   const errors: ConfigError[] = [];
-  const modules = loadModules(config, errors);
+  const loader = new HookModuleLoader();
+  const modules = loadModules(config, loader, errors);
   const table = bindServers(config, modules, errors);
+  const delivery = loadDeliveryHooks(config, loader, errors, log, timeoutMs(config.scripting.timeout));
   if (errors.length) throw new ConfigInvalidError(errors);
-  return new HookSet(table, timeoutMs(config.scripting.timeout), log);
+  return new HookSet(table, timeoutMs(config.scripting.timeout), log, delivery);
 }
 
 /** Every module of every phase, by phase and hook id; failures go to `errors`. */
-function loadModules(config: RunningConfig, errors: ConfigError[]): Map<SmtpPhase, Map<string, BoundHook | null>> {
-  const loader = new HookModuleLoader();
+function loadModules(config: RunningConfig, loader: HookModuleLoader, errors: ConfigError[]): Map<SmtpPhase, Map<string, BoundHook | null>> {
   const modules = new Map<SmtpPhase, Map<string, BoundHook | null>>();
   for (const phase of SMTP_PHASES) {
     const byId = new Map<string, BoundHook | null>();
@@ -118,6 +122,7 @@ class HookSet implements LoadedHooks {
     private readonly table: Map<string, Partial<Record<SmtpPhase, BoundHook>>>,
     private readonly timeout: number,
     private readonly log: HookLogger,
+    readonly delivery: DeliveryHooks,
   ) {}
 
   has(serverid: string, phase: SmtpPhase): boolean {

@@ -240,3 +240,189 @@ export interface HookContextByPhase {
   eod: EodHook;
   disconnect: DisconnectHook;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delivery hooks (halon-core.md §5.3, §5.4): `scripting.hooks.predelivery` runs before each
+// delivery attempt of a queue entry, `scripting.hooks.postdelivery` after it. Both see the entry
+// as `message` and share one writable `context` per attempt.
+//
+// | hook         | implicit end | error / timeout                              |
+// |--------------|--------------|----------------------------------------------|
+// | predelivery  | Try()        | Queue({ delay: 300, increment_retry: false }) |
+// | postdelivery | Default()    | Default()                                    |
+
+/** Halon's SMTP state names (halon-core.md §5.6) as used in attempt results and `timeout`. */
+export type SmtpStateName =
+  | 'BANNER' | 'HELO' | 'EHLO' | 'LHLO' | 'STARTTLS' | 'MAIL' | 'RCPT' | 'DATA' | 'EOD' | 'RSET' | 'NOOP' | 'QUIT';
+
+/** The queue entry as delivery hooks see it (`$message`); a copy, changing it changes nothing. */
+export interface DeliveryMessage {
+  id: QueueId;
+  /** Reception time, Unix epoch seconds with fraction. */
+  ts: number;
+  serverid: string;
+  sender: string;
+  senderaddress: Address;
+  recipient: string;
+  recipientaddress: Address;
+  transportid: string;
+  tenantid: string;
+  jobid: string;
+  priority: 0 | 1;
+  /** Bytes of the message this recipient receives. */
+  size: number;
+  tags: string[];
+  dsn: DsnParams;
+}
+
+/** `Try()` options: overrides for this attempt only (halon-core.md §5.3). */
+export interface TryOptions {
+  /** Next hop instead of the transport's (host name or IP address); "lookup-mx" forces MX look-up. */
+  server?: string;
+  port?: number;
+  /** Source addresses: `addresses[]` ids or IP addresses. */
+  sourceip?: string[];
+  /** false: use the source addresses in the order given (warm-up), not at random. */
+  sourceip_random?: boolean;
+  /** HELO/EHLO name (default: the source address's, else the host name). */
+  helo?: string;
+  /** STARTTLS policy for this attempt. */
+  tls?: 'disabled' | 'optional' | 'optional_verify' | 'require' | 'require_verify';
+  protocol?: 'smtp' | 'lmtp';
+  /** Only these MX hosts (exact names or `*.example.com`). */
+  mx_include?: string[];
+  /** Never these MX hosts. */
+  mx_exclude?: string[];
+  /** Envelope sender for this attempt ('' = null sender). */
+  sender?: string;
+  /** Envelope recipient for this attempt. */
+  recipient?: string;
+  /** Seconds per SMTP state, and `connect` for the TCP connect. */
+  timeout?: Partial<Record<SmtpStateName | 'connect', number>>;
+}
+
+/** `Queue()` options in delivery hooks (halon-core.md §5.3). */
+export interface DeliveryQueueOptions {
+  /** Seconds until the next attempt (default: the transport group's retry interval). */
+  delay?: number;
+  /** Park the entry in HOLD. */
+  hold?: boolean;
+  /** For the log and, when the entry later bounces, the DSN. */
+  reason?: string;
+  /** Count this as a failed attempt (default true). */
+  increment_retry?: boolean;
+  /** Start counting retries from 0 again. */
+  reset_retry?: boolean;
+  /** Move the entry to another transport. */
+  transportid?: string;
+}
+
+/** `Bounce()` / `Delete()` options. */
+export interface DeliveryEndOptions {
+  /** Bounce: the DSN's diagnostic text; Delete: logged. */
+  reason?: string;
+}
+
+export interface DeliveryAction {
+  action: 'Try' | 'Queue' | 'Bounce' | 'Delete' | 'Default';
+  options?: Record<string, unknown>;
+}
+
+interface DeliveryBase {
+  message: DeliveryMessage;
+  /** Writable; what predelivery stores here, postdelivery of the same attempt sees. */
+  context: Record<string, unknown>;
+  /** Replace the entry's metadata (string values), kept in the spool across retries. */
+  SetMetaData(metadata: Record<string, string>): void;
+  GetMetaData(): Record<string, string>;
+  log(message: string, fields?: Record<string, unknown>): void;
+}
+
+export interface PreDeliveryArguments {
+  /** Temporary failures so far. */
+  retry: number;
+  queue: { plugin?: { return?: unknown } };
+}
+
+export interface PreDeliveryHook extends DeliveryBase {
+  arguments: PreDeliveryArguments;
+  Try(options?: TryOptions): DeliveryAction;
+  Queue(options?: DeliveryQueueOptions): DeliveryAction;
+  Bounce(options?: DeliveryEndOptions): DeliveryAction;
+  Delete(options?: DeliveryEndOptions): DeliveryAction;
+}
+
+/** An SMTP reply of the attempt (`attempt.result`). */
+export interface AttemptReply {
+  code: number;
+  enhanced: [number, number, number] | null;
+  reason: string[];
+  state: SmtpStateName;
+}
+
+/** A failure without an SMTP reply (`attempt.error`). */
+export interface AttemptFailure {
+  temporary: boolean;
+  message: string;
+  type: 'config' | 'dns' | 'network' | 'timeout' | 'tls' | 'protocol' | 'smtp' | 'spool';
+  /** For type 'dns'. */
+  dns?: 'other' | 'nxdomain' | 'nullmx' | 'ipfamily' | 'nodata' | 'excluded';
+}
+
+/** The connection of the attempt (`attempt.connection`). */
+export interface AttemptConnection {
+  id: string;
+  transactions: number;
+  localip: string;
+  localipid?: string;
+  helo: string;
+  remoteip: string;
+  remoteport: number;
+  remotemx: string;
+  remotegreet: string[];
+  tls: { started: boolean; protocol?: string; cipher?: string; keysize?: number; peercert?: { subject: string; issuer: string; fingerprint: string } };
+}
+
+export interface DeliveryAttempt {
+  result?: AttemptReply;
+  error?: AttemptFailure;
+  connection?: AttemptConnection;
+  /** Seconds. */
+  duration: number;
+}
+
+export interface DeliveryDsnInfo {
+  action: 'delayed' | 'failed' | 'relayed' | 'delivered';
+  /** Enhanced status, e.g. [5, 1, 1]. */
+  status: [number, number, number];
+  diagnostictype: 'smtp' | 'x-error';
+  diagnosticcode: string;
+}
+
+export interface PostDeliveryArguments {
+  retry: number;
+  /** The retry count or maximum age (`retry.count`, `retry.during`) is used up. */
+  expired: boolean;
+  /** What happens without another action; absent after a successful delivery. */
+  action?: 'QUEUE' | 'BOUNCE' | 'DELETE';
+  /** The grouping of the destination ('' when none). */
+  grouping: string;
+  /** Pickup policies applied (filled by the traffic-shaping engine). */
+  policy: { tags: string[]; policies: unknown[] };
+  /** Absent when predelivery skipped the attempt (Bounce, Delete). */
+  attempt?: DeliveryAttempt;
+  dsn?: DeliveryDsnInfo;
+  queue: { plugin?: { return?: unknown } };
+}
+
+export interface PostDeliveryHook extends DeliveryBase {
+  arguments: PostDeliveryArguments;
+  /** Defer (or hold) instead of the default action. An error after a successful delivery. */
+  Queue(options?: DeliveryQueueOptions): DeliveryAction;
+  /** Delete and send a DSN. An error after a successful delivery. */
+  Bounce(options?: DeliveryEndOptions): DeliveryAction;
+  /** Delete without a DSN. An error after a successful delivery. */
+  Delete(options?: DeliveryEndOptions): DeliveryAction;
+  /** Take `arguments.action` (nothing after a success). */
+  Default(): DeliveryAction;
+}

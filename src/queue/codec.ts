@@ -2,11 +2,20 @@
  * How a queue entry is written into the spool: the entry minus its transaction id (the spool
  * keys records by transaction already). Pure; `decodeEntry` validates what it reads so a
  * spool written by another version fails loudly instead of loading garbage.
+ *
+ * Memory: `decodeEntry` builds the entry as one object literal with a fixed field order (every
+ * entry shares one V8 hidden class, fields in-object), with repeated strings interned and empty
+ * containers shared (compact.ts).
+ *
+ * At-least-once: an entry stored as SENDING or UPDATE (written by an older version, or by an
+ * administrative change interrupted by a crash) loads as ACTIVE, so it is tried again.
  */
 import type { Json } from '../spool/types';
-import type { QueueEntry, QueueState } from '../model/types';
+import type { Address, DsnParams, QueueEntry, QueueState } from '../model/types';
+import { EMPTY_DSN, EMPTY_LIST, EMPTY_RECORD, intern } from './compact';
 
 const STATES: ReadonlySet<string> = new Set(['ACTIVE', 'DEFER', 'HOLD', 'SENDING', 'UPDATE']);
+
 
 export function encodeEntry(e: QueueEntry): Json {
   const { id, ...rest } = e;
@@ -14,13 +23,70 @@ export function encodeEntry(e: QueueEntry): Json {
 }
 
 export function decodeEntry(transaction: string, queue: number, meta: Json): QueueEntry {
-  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`entry ${transaction}:${queue}: not an object`);
+  const where = `entry ${transaction}:${queue}`;
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${where}: not an object`);
   const m = meta as Record<string, unknown>;
-  if (typeof m.state !== 'string' || !STATES.has(m.state)) throw new Error(`entry ${transaction}:${queue}: bad state`);
-  if (typeof m.recipient !== 'string' || typeof m.transportid !== 'string') throw new Error(`entry ${transaction}:${queue}: missing recipient or transportid`);
-  const { queue: _q, ...rest } = m;
-  const entry = { ...(rest as unknown as Omit<QueueEntry, 'id'>), id: { transaction, queue } };
-  // An attempt that was running when the process died is retried (at-least-once delivery).
-  if (entry.state === 'SENDING' || entry.state === 'UPDATE') entry.state = 'ACTIVE' as QueueState;
-  return entry;
+  if (typeof m.state !== 'string' || !STATES.has(m.state)) throw new Error(`${where}: bad state`);
+  if (typeof m.recipient !== 'string' || typeof m.transportid !== 'string') throw new Error(`${where}: missing recipient or transportid`);
+  const sender = intern(str(m.sender));
+  const state = m.state === 'SENDING' || m.state === 'UPDATE' ? 'ACTIVE' : (m.state as QueueState);
+  return {
+    id: { transaction, queue },
+    ts: num(m.ts),
+    serverid: intern(str(m.serverid)),
+    sender,
+    senderaddress: address(m.senderaddress, sender),
+    recipient: m.recipient,
+    recipientaddress: address(m.recipientaddress, m.recipient),
+    transportid: intern(m.transportid),
+    tenantid: intern(str(m.tenantid)),
+    jobid: intern(str(m.jobid)),
+    priority: m.priority === 1 ? 1 : 0,
+    metadata: record(m.metadata),
+    quotas: list(m.quotas),
+    tags: list(m.tags),
+    dsn: dsn(m.dsn),
+    state,
+    retry: num(m.retry),
+    retryts: num(m.retryts),
+    body: num(m.body),
+    size: num(m.size),
+  };
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
+}
+
+function address(v: unknown, whole: string): Address {
+  const a = v as Partial<Address> | null | undefined;
+  if (a && typeof a.localpart === 'string' && typeof a.domain === 'string') return { localpart: a.localpart, domain: intern(a.domain) };
+  const at = whole.lastIndexOf('@');
+  return at < 0 ? { localpart: whole, domain: '' } : { localpart: whole.slice(0, at), domain: intern(whole.slice(at + 1)) };
+}
+
+function record(v: unknown): Record<string, string> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY_RECORD;
+  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => typeof x === 'string');
+  return entries.length === 0 ? EMPTY_RECORD : (Object.fromEntries(entries) as Record<string, string>);
+}
+
+function list(v: unknown): string[] {
+  if (!Array.isArray(v) || v.length === 0) return EMPTY_LIST;
+  return v.filter((x): x is string => typeof x === 'string');
+}
+
+function dsn(v: unknown): DsnParams {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY_DSN;
+  const d = v as Record<string, unknown>;
+  const out: DsnParams = {};
+  if (typeof d.envid === 'string') out.envid = d.envid;
+  if (d.ret === 'FULL' || d.ret === 'HDRS') out.ret = d.ret;
+  if (Array.isArray(d.notify)) out.notify = d.notify.filter((x): x is string => typeof x === 'string');
+  if (typeof d.orcpt === 'string') out.orcpt = d.orcpt;
+  return Object.keys(out).length === 0 ? EMPTY_DSN : out;
 }

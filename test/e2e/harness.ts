@@ -52,6 +52,8 @@ servers:
 environment:
   appconf: smtpd-app.yaml
   hostname: mx.test.example
+  controlsocket:
+    path: smtpd.ctl
 spool:
   path: spool
   fsync: true

@@ -1,0 +1,181 @@
+/**
+ * The in-memory queue: pickup order (priority lanes, FIFO), DEFER ordered by next-retry time,
+ * HOLD never offered for pickup, counts and the field index kept right through every change,
+ * and what spool recovery loads (SENDING comes back ACTIVE).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { QueueStore } from '../../src/queue/store';
+import { MinHeap } from '../../src/queue/heap';
+import { decodeEntry, encodeEntry } from '../../src/queue/codec';
+import type { QueueEntry, QueueState } from '../../src/model/types';
+
+let seq = 0;
+function entry(over: Partial<QueueEntry> & { tx?: string; q?: number } = {}): QueueEntry {
+  const { tx, q, ...rest } = over;
+  seq++;
+  return {
+    id: { transaction: tx ?? `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`, queue: q ?? 1 },
+    ts: 1_700_000_000_000,
+    serverid: 'mx',
+    sender: 'a@example.com',
+    senderaddress: { localpart: 'a', domain: 'example.com' },
+    recipient: `r${seq}@example.org`,
+    recipientaddress: { localpart: `r${seq}`, domain: 'Example.org' },
+    transportid: 'out',
+    tenantid: '',
+    jobid: '',
+    priority: 0,
+    metadata: {},
+    quotas: [],
+    tags: [],
+    dsn: {},
+    state: 'ACTIVE',
+    retry: 0,
+    retryts: 0,
+    body: 0,
+    size: 100,
+    ...rest,
+  };
+}
+
+function counts(s: QueueStore): Record<QueueState, number> {
+  return { ACTIVE: s.count('ACTIVE'), DEFER: s.count('DEFER'), HOLD: s.count('HOLD'), SENDING: s.count('SENDING'), UPDATE: s.count('UPDATE') };
+}
+
+test('ACTIVE is picked priority 1 first, each lane oldest first; HOLD and DEFER are not offered', () => {
+  const s = new QueueStore();
+  const a = entry();
+  const b = entry({ priority: 1 });
+  const c = entry();
+  const h = entry({ state: 'HOLD' });
+  const d = entry({ state: 'DEFER', retryts: 5 });
+  const e = entry({ priority: 1 });
+  for (const x of [a, b, c, h, d, e]) s.add(x);
+  assert.deepEqual([...s.active()], [b, e, a, c]);
+  assert.deepEqual(counts(s), { ACTIVE: 4, DEFER: 1, HOLD: 1, SENDING: 0, UPDATE: 0 });
+  assert.equal(s.size, 6);
+});
+
+test('moving entries while walking ACTIVE is safe, and SENDING entries leave the pickup order', () => {
+  const s = new QueueStore();
+  const xs = [entry(), entry(), entry()];
+  for (const x of xs) s.add(x);
+  const walked: QueueEntry[] = [];
+  for (const x of s.active()) {
+    walked.push(x);
+    s.setState(x, 'SENDING');
+  }
+  assert.deepEqual(walked, xs);
+  assert.deepEqual([...s.active()], []);
+  assert.equal(s.count('SENDING'), 3);
+  s.update(xs[1], { state: 'ACTIVE' });
+  assert.deepEqual([...s.active()], [xs[1]], 'back to ACTIVE goes to the end of its lane');
+});
+
+test('DEFER: promoteDue moves exactly the due entries, earliest first; re-deferring drops the stale time', () => {
+  const s = new QueueStore();
+  const late = entry({ state: 'DEFER', retryts: 300 });
+  const early = entry({ state: 'DEFER', retryts: 100 });
+  const mid = entry({ state: 'DEFER', retryts: 200 });
+  for (const x of [late, early, mid]) s.add(x);
+  assert.equal(s.nextRetryTs(), 100);
+  s.update(early, { retryts: 250 });
+  assert.equal(s.nextRetryTs(), 200, 'the old time of a re-scheduled entry no longer counts');
+  assert.equal(s.promoteDue(199), 0);
+  assert.equal(s.promoteDue(260), 2);
+  assert.deepEqual([...s.active()], [mid, early]);
+  assert.equal(s.nextRetryTs(), 300);
+  s.update(late, { state: 'HOLD' });
+  assert.equal(s.nextRetryTs(), undefined, 'an entry moved to HOLD is no longer due');
+  assert.equal(s.promoteDue(10_000), 0);
+  assert.deepEqual(counts(s), { ACTIVE: 2, DEFER: 0, HOLD: 1, SENDING: 0, UPDATE: 0 });
+});
+
+test('events: active() when entries become ACTIVE, deferred(retryts) when they enter DEFER', () => {
+  const s = new QueueStore();
+  const seen: string[] = [];
+  s.subscribe({ active: () => seen.push('active'), deferred: (ts) => seen.push(`deferred ${ts}`) });
+  const x = entry();
+  s.add(x);
+  s.update(x, { state: 'DEFER', retryts: 42 });
+  s.promoteDue(42);
+  assert.deepEqual(seen, ['active', 'deferred 42', 'active']);
+});
+
+test('by transaction and id; delete keeps every structure and count right', () => {
+  const s = new QueueStore();
+  const tx = '11111111-1111-4111-8111-111111111111';
+  const one = entry({ tx, q: 1 });
+  const two = entry({ tx, q: 2, state: 'DEFER', retryts: 10 });
+  s.add(one);
+  s.add(two);
+  assert.equal(s.get(`${tx}:2`), two);
+  assert.deepEqual(s.transaction(tx), [one, two]);
+  assert.ok(s.delete(`${tx}:2`));
+  assert.equal(s.nextRetryTs(), undefined);
+  assert.ok(s.delete(one));
+  assert.equal(s.delete(one), false);
+  assert.deepEqual(s.transaction(tx), []);
+  assert.deepEqual(counts(s), { ACTIVE: 0, DEFER: 0, HOLD: 0, SENDING: 0, UPDATE: 0 });
+  assert.equal(s.size, 0);
+});
+
+test('adding an entry with a known id replaces it', () => {
+  const s = new QueueStore();
+  const tx = '22222222-2222-4222-8222-222222222222';
+  s.add(entry({ tx, q: 1 }));
+  const again = entry({ tx, q: 1, state: 'HOLD' });
+  s.add(again);
+  assert.equal(s.size, 1);
+  assert.deepEqual(counts(s), { ACTIVE: 0, DEFER: 0, HOLD: 1, SENDING: 0, UPDATE: 0 });
+  assert.equal(s.get(`${tx}:1`), again);
+});
+
+test('field index: select and group-by follow transport changes; empty job ids are not indexed', () => {
+  const s = new QueueStore();
+  const a = entry({ jobid: 'j1' });
+  const b = entry({ jobid: 'j1', transportid: 'other' });
+  const c = entry();
+  for (const x of [a, b, c]) s.add(x);
+  assert.deepEqual([...s.select('jobid', 'j1')], [a, b]);
+  assert.deepEqual([...s.select('recipientdomain', 'EXAMPLE.ORG')].length, 3, 'domains compare case-insensitively');
+  assert.deepEqual(Object.fromEntries(s.groupBy('transportid')), { out: 2, other: 1 });
+  s.update(a, { transportid: 'other' });
+  assert.deepEqual(Object.fromEntries(s.groupBy('transportid')), { out: 1, other: 2 });
+  assert.equal(s.select('jobid', '').size, 0);
+  s.delete(b);
+  assert.deepEqual([...s.select('jobid', 'j1')], [a]);
+});
+
+test('many entries leaving DEFER early do not leave the heap growing without bound', () => {
+  const s = new QueueStore();
+  const xs = Array.from({ length: 5000 }, (_, i) => entry({ state: 'DEFER', retryts: 1000 + i }));
+  for (const x of xs) s.add(x);
+  for (const x of xs) s.update(x, { state: 'HOLD' });
+  assert.equal(s.count('DEFER'), 0);
+  assert.equal(s.nextRetryTs(), undefined);
+  assert.equal((s as unknown as { defer: MinHeap<QueueEntry> }).defer.length <= 1024 + 1, true);
+});
+
+test('MinHeap yields times in order', () => {
+  const h = new MinHeap<number>();
+  const times = [5, 3, 9, 1, 1, 7, 2, 8, 6, 4];
+  times.forEach((t, i) => h.push(t, i));
+  const out: number[] = [];
+  while (h.length) {
+    out.push(h.peekTime()!);
+    h.pop();
+  }
+  assert.deepEqual(out, [...times].sort((a, b) => a - b));
+});
+
+test('codec: an entry round-trips; SENDING and UPDATE load as ACTIVE (the attempt is made again)', () => {
+  const e = entry({ metadata: { k: 'v' }, dsn: { notify: ['FAILURE'], envid: 'x' }, retry: 3, retryts: 99, state: 'DEFER' });
+  const back = decodeEntry(e.id.transaction, 1, JSON.parse(JSON.stringify(encodeEntry(e))));
+  assert.deepEqual(back, e);
+  for (const state of ['SENDING', 'UPDATE'] as const) {
+    assert.equal(decodeEntry(e.id.transaction, 1, JSON.parse(JSON.stringify(encodeEntry({ ...e, state })))).state, 'ACTIVE');
+  }
+  assert.throws(() => decodeEntry(e.id.transaction, 1, { state: 'BOGUS', recipient: 'x', transportid: 't' }), /bad state/);
+});
