@@ -5,7 +5,7 @@
  *
  *   node dist/bench/eod-latency.js --port 2525 --messages 5000 --sessions 50 --size 5120 [--rate 1000]
  */
-import net from 'node:net';
+import { payload, sendOne } from './smtp-load';
 
 interface Opts { host: string; port: number; messages: number; sessions: number; size: number; rate: number }
 
@@ -20,51 +20,9 @@ function parse(argv: string[]): Opts {
   return o;
 }
 
-function body(size: number): Buffer {
-  const head = 'From: bench@example.com\r\nTo: rcpt@example.org\r\nSubject: bench\r\n\r\n';
-  const line = 'x'.repeat(76) + '\r\n';
-  let s = head;
-  while (s.length < size) s += line;
-  return Buffer.from(s.slice(0, size - 2) + '\r\n.\r\n');
-}
-
-/** One message on one connection; resolves with the end-of-data latency in ms. */
-function oneMessage(o: Opts, data: Buffer): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: o.host, port: o.port });
-    const script = ['EHLO bench.local', 'MAIL FROM:<bench@example.com>', 'RCPT TO:<rcpt@example.org>', 'DATA'];
-    let step = -1;
-    let buf = '';
-    let t0 = 0n;
-    s.setEncoding('latin1');
-    s.on('error', reject);
-    s.on('data', (d: string) => {
-      buf += d;
-      let m: RegExpExecArray | null;
-      while ((m = /^(?:\d{3}-[^\n]*\n)*(\d{3})(?: [^\n]*)?\n/.exec(buf))) {
-        buf = buf.slice(m[0].length);
-        const code = m[1];
-        if (step === script.length) {
-          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-          s.end('QUIT\r\n');
-          if (code !== '250') return reject(new Error(`end of data answered ${code}`));
-          return resolve(ms);
-        }
-        if (code[0] !== '2' && code !== '354') return reject(new Error(`step ${step} answered ${code}`));
-        step++;
-        if (step < script.length) s.write(script[step] + '\r\n');
-        else {
-          t0 = process.hrtime.bigint();
-          s.write(data);
-        }
-      }
-    });
-  });
-}
-
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
-  const data = body(o.size);
+  const data = payload(o.size);
   const lat: number[] = [];
   let next = 0;
   let errors = 0;
@@ -80,7 +38,7 @@ async function main(): Promise<void> {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       try {
-        lat.push(await oneMessage(o, data));
+        lat.push(await sendOne(o.port, data, o.host));
       } catch {
         errors++;
       }

@@ -6,7 +6,7 @@
  *
  *   node dist/bench/relay-bench.js [--messages 5000] [--sessions 50] [--size 5120]
  */
-import net from 'node:net';
+import { payload, sendOne } from './smtp-load';
 import { startDaemon, writeConfig, defaultSmtpd } from '../test/e2e/harness';
 import { SmtpSink } from '../test/support/smtp-sink';
 
@@ -20,38 +20,6 @@ function parse(argv: string[]): Opts {
     o[k] = Number(argv[i + 1]);
   }
   return o;
-}
-
-function payload(size: number): Buffer {
-  let s = 'From: bench@example.com\r\nTo: rcpt@example.org\r\nSubject: bench\r\n\r\n';
-  while (s.length < size) s += 'x'.repeat(76) + '\r\n';
-  return Buffer.from(s.slice(0, size - 2) + '\r\n.\r\n');
-}
-
-/** One message on one connection (EHLO, MAIL, RCPT, DATA pipelined one at a time). */
-function send(port: number, data: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    const script = ['EHLO bench.local', 'MAIL FROM:<bench@example.com>', 'RCPT TO:<rcpt@example.org>', 'DATA'];
-    let step = -1;
-    let buf = '';
-    s.setEncoding('latin1');
-    s.on('error', reject);
-    s.on('data', (d: string) => {
-      buf += d;
-      let m: RegExpExecArray | null;
-      while ((m = /^(?:\d{3}-[^\n]*\n)*(\d{3})(?: [^\n]*)?\n/.exec(buf))) {
-        buf = buf.slice(m[0].length);
-        if (step === script.length) {
-          s.end('QUIT\r\n');
-          return m[1] === '250' ? resolve() : reject(new Error(`end of data answered ${m[1]}`));
-        }
-        step++;
-        if (step < script.length) s.write(script[step] + '\r\n');
-        else s.write(data);
-      }
-    });
-  });
 }
 
 async function main(): Promise<void> {
@@ -76,7 +44,7 @@ transportgroups:
   await Promise.all(Array.from({ length: o.sessions }, async () => {
     while (next < o.messages) {
       next++;
-      await send(d.port, data);
+      await sendOne(d.port, data);
     }
   }));
   const submitted = performance.now();
