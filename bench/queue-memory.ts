@@ -1,7 +1,10 @@
 /**
  * Memory per queued recipient in the in-memory queue (QueueStore), measured with the V8 heap.
  *
- *   node --expose-gc dist/bench/queue-memory.js [entries=100000] [recipients-per-transaction=1]
+ *   node --expose-gc dist/bench/queue-memory.js [entries=100000] [recipients-per-transaction=1] [attempted=0]
+ *
+ * With attempted=1, DEFER entries carry their last attempt's localip, remotemx, remoteip and
+ * grouping, as after a delivery attempt and a restart.
  *
  * Builds entries the way spool recovery does (JSON metadata decoded by queue/codec.ts, one
  * transaction id string shared by the entries of a transaction), adds them to a QueueStore with
@@ -21,9 +24,21 @@ if (!gc) {
 
 const N = Number(process.argv[2] ?? 100_000);
 const PER_TX = Math.max(1, Number(process.argv[3] ?? 1));
+const ATTEMPTED = process.argv[4] === '1';
 
 function sample(tx: string, queue: number, i: number): QueueEntry {
   const state = i % 20 === 0 ? 'HOLD' : i % 7 === 0 ? 'DEFER' : 'ACTIVE';
+  const e = entryOf(tx, queue, i, state);
+  if (ATTEMPTED && state === 'DEFER') {
+    e.localip = `192.0.2.${1 + (i % 4)}`;
+    e.remotemx = `mx.domain${i % 2000}.example`;
+    e.remoteip = `198.51.100.${i % 250}`;
+    e.grouping = `domain${i % 2000}.example`;
+  }
+  return e;
+}
+
+function entryOf(tx: string, queue: number, i: number, state: 'HOLD' | 'DEFER' | 'ACTIVE'): QueueEntry {
   return {
     id: { transaction: tx, queue },
     ts: Date.now(),
@@ -69,7 +84,7 @@ for (let i = 0; i < N; i += PER_TX) {
 const after = heap();
 const per = (after - before) / N;
 process.stdout.write(
-  `${N} entries, ${PER_TX} per transaction: ${((after - before) / 1048576).toFixed(1)} MiB, ${per.toFixed(0)} bytes per entry ` +
+  `${N} entries, ${PER_TX} per transaction${ATTEMPTED ? ', DEFER attempted' : ''}: ${((after - before) / 1048576).toFixed(1)} MiB, ${per.toFixed(0)} bytes per entry ` +
   `(ACTIVE ${store.count('ACTIVE')}, DEFER ${store.count('DEFER')}, HOLD ${store.count('HOLD')})\n`,
 );
 // Keep the store alive until measured.

@@ -60,6 +60,17 @@ export interface QueueEntry {
   body: number;
   /** Size in bytes of that body. */
   size: number;
+  /**
+   * Where the last delivery attempt went (halon-core.md §4.3: "grouping, remotemx, remoteip —
+   * after DNS resolution"): the source address used, the MX name and address that answered, and
+   * the grouping key. Absent on an entry never attempted ('' when an attempt did not get that
+   * far, e.g. a DNS failure has no remoteip). Optional so that spool records written before
+   * these fields existed stay valid.
+   */
+  localip?: string;
+  remotemx?: string;
+  remoteip?: string;
+  grouping?: string;
 }
 
 /** What the connection looked like when a transaction was received (kept for logs and DSNs). */

@@ -4,7 +4,8 @@
  * spool written by another version fails loudly instead of loading garbage.
  *
  * Memory: `decodeEntry` builds the entry as one object literal with a fixed field order (every
- * entry shares one V8 hidden class, fields in-object), with repeated strings interned and empty
+ * entry shares one of two V8 hidden classes, never attempted or with the last attempt's hop
+ * fields, fields in-object), with repeated strings interned and empty
  * containers shared (compact.ts).
  *
  * At-least-once: an entry stored as SENDING or UPDATE (written by an older version, or by an
@@ -30,7 +31,7 @@ export function decodeEntry(transaction: string, queue: number, meta: Json): Que
   if (typeof m.recipient !== 'string' || typeof m.transportid !== 'string') throw new Error(`${where}: missing recipient or transportid`);
   const sender = intern(str(m.sender));
   const state = m.state === 'SENDING' || m.state === 'UPDATE' ? 'ACTIVE' : (m.state as QueueState);
-  return {
+  const base: QueueEntry = {
     id: { transaction, queue },
     ts: num(m.ts),
     serverid: intern(str(m.serverid)),
@@ -51,6 +52,31 @@ export function decodeEntry(transaction: string, queue: number, meta: Json): Que
     retryts: num(m.retryts),
     body: num(m.body),
     size: num(m.size),
+  };
+  return attempted(m) ? withHop(base, m) : base;
+}
+
+const HOP_FIELDS = ['localip', 'remotemx', 'remoteip', 'grouping'] as const;
+
+function attempted(m: Record<string, unknown>): boolean {
+  return HOP_FIELDS.some((f) => typeof m[f] === 'string');
+}
+
+/**
+ * An attempted entry: the same fields plus the last attempt's hop, built as one literal so the
+ * four fields are in-object too (adding them one by one would move them to a separate property
+ * array). A never-attempted entry keeps the shorter shape and pays nothing for them.
+ */
+function withHop(b: QueueEntry, m: Record<string, unknown>): QueueEntry {
+  return {
+    id: b.id, ts: b.ts, serverid: b.serverid, sender: b.sender, senderaddress: b.senderaddress,
+    recipient: b.recipient, recipientaddress: b.recipientaddress, transportid: b.transportid,
+    tenantid: b.tenantid, jobid: b.jobid, priority: b.priority, metadata: b.metadata, quotas: b.quotas,
+    tags: b.tags, dsn: b.dsn, state: b.state, retry: b.retry, retryts: b.retryts, body: b.body, size: b.size,
+    localip: intern(str(m.localip)),
+    remotemx: intern(str(m.remotemx)),
+    remoteip: intern(str(m.remoteip)),
+    grouping: intern(str(m.grouping)),
   };
 }
 

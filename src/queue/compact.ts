@@ -3,7 +3,7 @@
  * millions queued; measured by bench/queue-memory.ts).
  *
  * - `intern`: values that repeat across many entries (server and transport ids, job and tenant
- *   ids, domains, senders) share one string instead of one copy per entry. The table is
+ *   ids, domains, senders, the last attempt's localip/remotemx/remoteip/grouping) share one string instead of one copy per entry. The table is
  *   bounded: once full, new values are simply not shared (correct, only less compact).
  * - Empty `metadata`, `quotas`, `tags` and `dsn` share one frozen instance each. Code that changes
  *   these fields replaces the value (`store.update(entry, { metadata })`), never mutates it.
@@ -39,6 +39,11 @@ export function compactEntry(e: QueueEntry): void {
   e.transportid = intern(e.transportid);
   e.jobid = intern(e.jobid);
   e.tenantid = intern(e.tenantid);
+  // Hop fields repeat per destination (a few MXs and addresses for many recipients).
+  if (e.localip !== undefined) e.localip = intern(e.localip);
+  if (e.remotemx !== undefined) e.remotemx = intern(e.remotemx);
+  if (e.remoteip !== undefined) e.remoteip = intern(e.remoteip);
+  if (e.grouping !== undefined) e.grouping = intern(e.grouping);
   if (e.metadata !== EMPTY_RECORD && isEmpty(e.metadata)) e.metadata = EMPTY_RECORD;
   if (e.quotas.length === 0) e.quotas = EMPTY_LIST;
   if (e.tags.length === 0) e.tags = EMPTY_LIST;

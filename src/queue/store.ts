@@ -12,16 +12,21 @@
  *   pairs outnumber live ones);
  * - HOLD, SENDING, UPDATE: sets;
  * - counts per state;
- * - an index by field (transportid, recipientdomain, jobid, tenantid → set of entries) for
- *   list and group-by. Empty values are not indexed (most entries have no jobid or tenantid;
- *   indexing '' would cost a set membership per entry for a question nobody asks).
+ * - an index by field (value → set of entries) for list and group-by over the exact-match
+ *   fields of §4.3 that are worth it (see INDEXED_FIELDS for which and why); the other
+ *   exact-match fields, and range fields (size, ts, retry, retryts, metadata, tags, quotas),
+ *   are answered by `scan`, one pass over the entries that allocates nothing per entry.
+ *   Empty values are not indexed (most entries have no jobid or tenantid; indexing '' would
+ *   cost a set membership per entry for a question nobody asks).
  *
  * Invariants:
  * - an entry is in exactly one state structure, the one its `state` names (DEFER: its pair
  *   with time = its `retryts` is in the heap);
  * - an entry is in the store iff it is live in the spool (the caller writes the spool first);
- * - fields that structures depend on (state, retryts, transportid, priority) change only
- *   through `update`/`setState`, never by assigning to the entry directly;
+ * - fields that structures depend on (state, retryts, priority and every field of
+ *   QUEUE_FIELDS) change only through `update`/`setState`, never by assigning to the entry
+ *   directly; the envelope fields (sender, recipient, their parts, serverid, tenantid, jobid)
+ *   never change while an entry is queued;
  * - `add` compacts the entry (compact.ts: interned strings, shared frozen empty containers):
  *   metadata, quotas, tags and dsn of a queued entry are replaced, never mutated.
  * Events: `subscribe` receives `active()` when entries become ACTIVE and `deferred(retryts)`
@@ -30,14 +35,62 @@
  */
 import type { QueueEntry, QueueId, QueueState } from '../model/types';
 import { MinHeap } from './heap';
-import { compactEntry } from './compact';
+import { compactEntry, intern } from './compact';
 
-/** Fields with an index (`select`). */
-export type IndexedField = 'transportid' | 'recipientdomain' | 'jobid' | 'tenantid';
-export const INDEXED_FIELDS: readonly IndexedField[] = ['transportid', 'recipientdomain', 'jobid', 'tenantid'];
+/** The exact-match fields of §4.3 that `select` and `groupBy` take. */
+export type QueueField =
+  | 'transportid' | 'tenantid' | 'jobid' | 'serverid'
+  | 'sender' | 'senderdomain' | 'senderlocalpart'
+  | 'recipient' | 'recipientdomain' | 'recipientlocalpart'
+  | 'localip' | 'grouping' | 'remotemx' | 'remoteip'
+  | 'state' | 'priority';
+/** @deprecated the old name; every QueueField can be selected now. */
+export type IndexedField = QueueField;
+
+export const QUEUE_FIELDS: readonly QueueField[] = [
+  'transportid', 'tenantid', 'jobid', 'serverid', 'sender', 'senderdomain', 'senderlocalpart',
+  'recipient', 'recipientdomain', 'recipientlocalpart', 'localip', 'grouping', 'remotemx', 'remoteip', 'state', 'priority',
+];
+
+/**
+ * Fields with a value → set-of-entries index; the rest are scanned. Measured with
+ * `node --expose-gc dist/bench/queue-index.js index-cost` (100,000 entries of ~616 bytes): a
+ * set membership costs 20-37 bytes per entry that has a value, an index on a field unique
+ * per entry ~187 bytes per entry; a scan of 1,000,000 entries takes ~50 ms and finds the first
+ * 100 of a value that covers a fraction p of the queue after 100/p entries. So an index pays
+ * only for values that are each a small part of the queue, or for fields set on few entries:
+ * - indexed: recipientdomain (thousands of values; 27 B/entry), jobid and tenantid (set on
+ *   few entries, ~4-17 B/entry), grouping, remotemx, remoteip (set only once attempted,
+ *   many values; ~4 B/entry with 15 % attempted, ~30 B/entry for an attempted entry);
+ * - scanned, few values each a large part of the queue (first 100 found at once, group-by
+ *   one ~50 ms pass; an index would cost 23-37 B on every entry): transportid, serverid,
+ *   priority, localip, senderdomain;
+ * - scanned, about one value per entry (an index would cost 35-187 B per entry, a third of
+ *   the entry): recipient, recipientlocalpart, sender, senderlocalpart;
+ * - state: answered from the state structures the store keeps anyway (DEFER by a scan).
+ */
+export const INDEXED_FIELDS: readonly QueueField[] = ['recipientdomain', 'jobid', 'tenantid', 'grouping', 'remotemx', 'remoteip'];
+
+/** Domain names compare case-insensitively (RFC 5321 §2.4); localparts and ids exactly. */
+const FOLDED: ReadonlySet<QueueField> = new Set<QueueField>(['recipientdomain', 'senderdomain', 'remotemx']);
 
 /** What `update` may change. */
-export type EntryPatch = Partial<Pick<QueueEntry, 'state' | 'retry' | 'retryts' | 'transportid' | 'metadata' | 'priority'>>;
+export type EntryPatch = Partial<Pick<QueueEntry,
+  'state' | 'retry' | 'retryts' | 'transportid' | 'metadata' | 'priority' | 'localip' | 'remotemx' | 'remoteip' | 'grouping'>>;
+
+/** Fields of an entry that `update` may change and that an index may depend on. */
+const INDEX_PATCH_KEYS = ['transportid', 'priority', 'localip', 'remotemx', 'remoteip', 'grouping'] as const;
+
+/** A window of results: skip `offset` matches, then return at most `limit`. */
+export interface Page {
+  limit?: number;
+  offset?: number;
+}
+
+export interface StoreOptions {
+  /** Fields to index (default INDEXED_FIELDS); 'state' is never indexed (the store has it). */
+  indexed?: readonly QueueField[];
+}
 
 export interface QueueEvents {
   /** Entries became ACTIVE (called once per change, maybe for several entries). */
@@ -46,8 +99,6 @@ export interface QueueEvents {
   deferred(retryts: number): void;
 }
 
-const EMPTY: ReadonlySet<QueueEntry> = new Set();
-
 export class QueueStore {
   private readonly txs = new Map<string, QueueEntry[]>();
   /** ACTIVE lanes by priority: lanes[1] is picked first. */
@@ -55,9 +106,15 @@ export class QueueStore {
   private readonly defer = new MinHeap<QueueEntry>();
   private readonly sets: Record<'HOLD' | 'SENDING' | 'UPDATE', Set<QueueEntry>> = { HOLD: new Set(), SENDING: new Set(), UPDATE: new Set() };
   private readonly counts: Record<QueueState, number> = { ACTIVE: 0, DEFER: 0, HOLD: 0, SENDING: 0, UPDATE: 0 };
-  private readonly index = new Map<IndexedField, Map<string, Set<QueueEntry>>>(INDEXED_FIELDS.map((f) => [f, new Map()]));
+  private readonly indexed: readonly QueueField[];
+  private readonly index = new Map<QueueField, Map<string, Set<QueueEntry>>>();
   private total = 0;
   private events: QueueEvents | undefined;
+
+  constructor(opts: StoreOptions = {}) {
+    this.indexed = (opts.indexed ?? INDEXED_FIELDS).filter((f) => f !== 'state');
+    for (const f of this.indexed) this.index.set(f, new Map());
+  }
 
   subscribe(events: QueueEvents | undefined): void {
     this.events = events;
@@ -127,15 +184,21 @@ export class QueueStore {
   update(entry: QueueEntry, patch: EntryPatch): void {
     if (!this.has(entry)) return;
     this.unplace(entry);
-    const reindex = patch.transportid !== undefined && patch.transportid !== entry.transportid;
-    if (reindex) this.indexEntry(entry, false);
+    // Keys of the indexed fields before the change, when the patch may move the entry.
+    const old = INDEX_PATCH_KEYS.some((k) => patch[k] !== undefined && patch[k] !== entry[k])
+      ? this.indexed.map((f) => keyOf(entry, f))
+      : undefined;
     if (patch.state !== undefined) entry.state = patch.state;
     if (patch.retry !== undefined) entry.retry = patch.retry;
     if (patch.retryts !== undefined) entry.retryts = patch.retryts;
-    if (patch.transportid !== undefined) entry.transportid = patch.transportid;
+    if (patch.transportid !== undefined) entry.transportid = intern(patch.transportid);
     if (patch.metadata !== undefined) entry.metadata = patch.metadata;
     if (patch.priority !== undefined) entry.priority = patch.priority;
-    if (reindex) this.indexEntry(entry, true);
+    if (patch.localip !== undefined) entry.localip = intern(patch.localip);
+    if (patch.remotemx !== undefined) entry.remotemx = intern(patch.remotemx);
+    if (patch.remoteip !== undefined) entry.remoteip = intern(patch.remoteip);
+    if (patch.grouping !== undefined) entry.grouping = intern(patch.grouping);
+    if (old) this.reindex(entry, old);
     this.place(entry);
   }
 
@@ -161,16 +224,76 @@ export class QueueStore {
     yield* this.lanes[0];
   }
 
-  /** Entries whose indexed field has this value (recipientdomain compared lower-case). */
-  select(field: IndexedField, value: string): ReadonlySet<QueueEntry> {
-    const v = field === 'recipientdomain' ? value.toLowerCase() : value;
-    return this.index.get(field)!.get(v) ?? EMPTY;
+  /**
+   * Entries whose field has this value, in the order of the index or structure that answers
+   * (domains compared case-insensitively; '' selects entries where the field is empty or
+   * absent). Indexed fields and state (ACTIVE, HOLD, SENDING, UPDATE) are answered from their
+   * set; the others by a scan.
+   */
+  select(field: QueueField, value: string, page: Page = {}): QueueEntry[] {
+    const v = FOLDED.has(field) ? value.toLowerCase() : value;
+    const byValue = this.index.get(field);
+    if (byValue && v !== '') return window(byValue.get(v) ?? [], page);
+    if (field === 'state') {
+      const from = this.stateSet(v);
+      if (from) return window(from, page);
+    }
+    return this.scan(matcher(field, v), page);
   }
 
-  /** Distinct values of an indexed field with their entry counts (group-by). */
-  groupBy(field: IndexedField): Map<string, number> {
+  /**
+   * Distinct non-empty values of a field with their entry counts (group-by; domains
+   * lower-case). Indexed fields and state are answered without visiting entries.
+   */
+  groupBy(field: QueueField): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [v, set] of this.index.get(field)!) out.set(v, set.size);
+    const byValue = this.index.get(field);
+    if (byValue) {
+      for (const [v, set] of byValue) out.set(v, set.size);
+    } else if (field === 'state') {
+      for (const [st, n] of Object.entries(this.counts)) if (n > 0) out.set(st, n);
+    } else {
+      this.txs.forEach((list) => {
+        for (let i = 0; i < list.length; i++) {
+          const v = keyOf(list[i], field);
+          if (v !== '') out.set(v, (out.get(v) ?? 0) + 1);
+        }
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Entries for which `predicate` holds, in transaction order, skipping `offset` matches and
+   * stopping after `limit`. For range fields (size, ts, retry, retryts), metadata, tags,
+   * quotas, and any combination. One pass with plain loops: nothing is allocated per entry
+   * visited (only the result array grows), so a scan over millions of entries does not churn
+   * the young generation. The predicate must not change the store.
+   */
+  scan(predicate: (e: QueueEntry) => boolean, page: Page = {}): QueueEntry[] {
+    const out: QueueEntry[] = [];
+    let skip = page.offset ?? 0;
+    const limit = page.limit ?? Infinity;
+    if (limit <= 0) return out;
+    // Map.forEach, not for-of: a Map iterator allocates a result object per step unless the
+    // optimiser removes it (measured: ~40 MB churn per 1,000,000 entries when it does not).
+    // forEach cannot break, so reaching the limit throws one preallocated sentinel.
+    try {
+      this.txs.forEach((list) => {
+        for (let i = 0; i < list.length; i++) {
+          const e = list[i];
+          if (!predicate(e)) continue;
+          if (skip > 0) {
+            skip--;
+            continue;
+          }
+          out.push(e);
+          if (out.length >= limit) throw STOP;
+        }
+      });
+    } catch (err) {
+      if (err !== STOP) throw err;
+    }
     return out;
   }
 
@@ -200,6 +323,20 @@ export class QueueStore {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /** The structure holding every entry in this state; DEFER (a lazy heap) has none. */
+  private stateSet(state: string): Iterable<QueueEntry> | undefined {
+    switch (state) {
+      case 'ACTIVE':
+        return this.active();
+      case 'HOLD':
+      case 'SENDING':
+      case 'UPDATE':
+        return this.sets[state];
+      default:
+        return undefined;
+    }
+  }
 
   private place(entry: QueueEntry): void {
     this.counts[entry.state]++;
@@ -261,35 +398,115 @@ export class QueueStore {
   }
 
   private indexEntry(entry: QueueEntry, add: boolean): void {
-    for (const field of INDEXED_FIELDS) {
-      const value = fieldValue(entry, field);
-      if (value === '') continue;
-      const byValue = this.index.get(field)!;
-      let set = byValue.get(value);
-      if (add) {
-        if (!set) byValue.set(value, (set = new Set()));
-        set.add(entry);
-      } else if (set) {
-        set.delete(entry);
-        if (set.size === 0) byValue.delete(value);
-      }
+    for (const field of this.indexed) this.indexOne(field, keyOf(entry, field), entry, add);
+  }
+
+  /** Move the entry only in the indexes whose key changed (the others keep its position). */
+  private reindex(entry: QueueEntry, old: readonly string[]): void {
+    for (let i = 0; i < this.indexed.length; i++) {
+      const field = this.indexed[i];
+      const now = keyOf(entry, field);
+      if (now === old[i]) continue;
+      this.indexOne(field, old[i], entry, false);
+      this.indexOne(field, now, entry, true);
+    }
+  }
+
+  private indexOne(field: QueueField, value: string, entry: QueueEntry, add: boolean): void {
+    if (value === '') return;
+    const byValue = this.index.get(field)!;
+    let set = byValue.get(value);
+    if (add) {
+      if (!set) byValue.set(value, (set = new Set()));
+      set.add(entry);
+    } else if (set) {
+      set.delete(entry);
+      if (set.size === 0) byValue.delete(value);
     }
   }
 }
 
-function fieldValue(entry: QueueEntry, field: IndexedField): string {
+/** Thrown to leave a `Map.forEach` early (see `scan`). */
+const STOP: unique symbol = Symbol('stop');
+
+/** A field's value as stored on the entry ('' when absent); no allocation. */
+export function fieldValue(e: QueueEntry, field: QueueField): string {
   switch (field) {
     case 'transportid':
-      return entry.transportid;
-    case 'recipientdomain':
-      return entry.recipientaddress.domain.toLowerCase();
-    case 'jobid':
-      return entry.jobid;
+      return e.transportid;
     case 'tenantid':
-      return entry.tenantid;
+      return e.tenantid;
+    case 'jobid':
+      return e.jobid;
+    case 'serverid':
+      return e.serverid;
+    case 'sender':
+      return e.sender;
+    case 'senderdomain':
+      return e.senderaddress.domain;
+    case 'senderlocalpart':
+      return e.senderaddress.localpart;
+    case 'recipient':
+      return e.recipient;
+    case 'recipientdomain':
+      return e.recipientaddress.domain;
+    case 'recipientlocalpart':
+      return e.recipientaddress.localpart;
+    case 'localip':
+      return e.localip ?? '';
+    case 'grouping':
+      return e.grouping ?? '';
+    case 'remotemx':
+      return e.remotemx ?? '';
+    case 'remoteip':
+      return e.remoteip ?? '';
+    case 'state':
+      return e.state;
+    case 'priority':
+      return e.priority === 1 ? '1' : '0';
     default:
       return assertNever(field);
   }
+}
+
+/** The value as an index and group-by key: domains lower-cased. */
+function keyOf(e: QueueEntry, field: QueueField): string {
+  const v = fieldValue(e, field);
+  return FOLDED.has(field) ? v.toLowerCase() : v;
+}
+
+/** An equality test for a scan; `v` is already lower-case for domain fields. */
+function matcher(field: QueueField, v: string): (e: QueueEntry) => boolean {
+  if (FOLDED.has(field)) return (e) => sameFolded(fieldValue(e, field), v);
+  return (e) => fieldValue(e, field) === v;
+}
+
+/** `a.toLowerCase() === lower` for ASCII without allocating; other text is folded. */
+function sameFolded(a: string, lower: string): boolean {
+  for (let i = 0; i < a.length; i++) {
+    let c = a.charCodeAt(i);
+    if (c >= 0x80) return a.toLowerCase() === lower;
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    // Past the end of `lower`, charCodeAt gives NaN: no match.
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return a.length === lower.length;
+}
+
+function window(from: Iterable<QueueEntry>, page: Page): QueueEntry[] {
+  const out: QueueEntry[] = [];
+  let skip = page.offset ?? 0;
+  const limit = page.limit ?? Infinity;
+  if (limit <= 0) return out;
+  for (const e of from) {
+    if (skip > 0) {
+      skip--;
+      continue;
+    }
+    out.push(e);
+    if (out.length >= limit) break;
+  }
+  return out;
 }
 
 /**

@@ -11,9 +11,10 @@
  * 3. postdelivery per recipient with the attempt's facts; its action, or the default one,
  *    gives the disposition (outcome.ts).
  * 4. Apply, durably and in this order: DSNs (failed, delayed) enter the queue through the
- *    ingress; then each entry's spool record is updated or removed; only then the in-memory
- *    queue changes. A crash at any point leaves the entry in its last written state, so it is
- *    tried again (at-least-once; a DSN may then be sent twice, never lost).
+ *    ingress; then each entry's spool record is updated (new state, plus the attempt's
+ *    localip/remotemx/remoteip/grouping when there was an attempt) or removed; only then the
+ *    in-memory queue changes. A crash at any point leaves the entry in its last written
+ *    state, so it is tried again (at-least-once; a DSN may then be sent twice, never lost).
  * 5. One log record per entry (facts.ts).
  * Errors: none escape; a failing spool write is logged and the entry goes back to DEFER in
  * memory (300 s) so it is not lost from the running queue either.
@@ -379,6 +380,8 @@ async function write(ctx: RunContext, d: Decided, disposition: Disposition): Pro
         retryts: disposition.retryts,
         transportid: disposition.transportid,
         metadata: d.metadata ?? e.metadata,
+        // The attempt's hop travels in the same spool write as the new state (no extra fsync).
+        ...(d.report ? hopOf(ctx.config, e, d.report) : {}),
       };
       await ctx.spool.update(e.id.transaction, e.id.queue, encodeEntry({ ...e, ...patch }) as Json);
       ctx.store.update(e, patch);
@@ -387,6 +390,20 @@ async function write(ctx: RunContext, d: Decided, disposition: Disposition): Pro
     default:
       assertNever(disposition);
   }
+}
+
+/**
+ * Where an attempt went, as queue fields (halon-core.md §4.3: localip, remotemx, remoteip and
+ * grouping exist after DNS resolution). '' for what the attempt did not reach (a DNS failure
+ * has no remoteip, a fixed server no remotemx).
+ */
+function hopOf(config: RunningConfig, e: QueueEntry, report: AttemptReport): Pick<QueueEntry, 'localip' | 'remotemx' | 'remoteip' | 'grouping'> {
+  return {
+    localip: report.connection?.localip ?? '',
+    remotemx: report.remotemx,
+    remoteip: report.remoteip,
+    grouping: grouping(config, e, report.remotemx),
+  };
 }
 
 function logAction(d: Disposition): LogAction {

@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QueueStore } from '../../src/queue/store';
+import { QueueStore, QUEUE_FIELDS, type QueueField } from '../../src/queue/store';
 import { MinHeap } from '../../src/queue/heap';
 import { decodeEntry, encodeEntry } from '../../src/queue/codec';
 import type { QueueEntry, QueueState } from '../../src/model/types';
@@ -143,7 +143,7 @@ test('field index: select and group-by follow transport changes; empty job ids a
   assert.deepEqual(Object.fromEntries(s.groupBy('transportid')), { out: 2, other: 1 });
   s.update(a, { transportid: 'other' });
   assert.deepEqual(Object.fromEntries(s.groupBy('transportid')), { out: 1, other: 2 });
-  assert.equal(s.select('jobid', '').size, 0);
+  assert.deepEqual(s.select('jobid', ''), [c], 'an empty value selects the entries without one (by a scan)');
   s.delete(b);
   assert.deepEqual([...s.select('jobid', 'j1')], [a]);
 });
@@ -178,4 +178,111 @@ test('codec: an entry round-trips; SENDING and UPDATE load as ACTIVE (the attemp
     assert.equal(decodeEntry(e.id.transaction, 1, JSON.parse(JSON.stringify(encodeEntry({ ...e, state })))).state, 'ACTIVE');
   }
   assert.throws(() => decodeEntry(e.id.transaction, 1, { state: 'BOGUS', recipient: 'x', transportid: 't' }), /bad state/);
+});
+
+test('codec: the last attempt\'s hop fields round-trip; a record without them loads without them', () => {
+  const e = entry({ state: 'DEFER', retry: 1, retryts: 5, localip: '192.0.2.1', remotemx: 'mx.example.org', remoteip: '198.51.100.7', grouping: 'example.org' });
+  assert.deepEqual(decodeEntry(e.id.transaction, 1, JSON.parse(JSON.stringify(encodeEntry(e)))), e);
+  assert.equal('remoteip' in decodeEntry(e.id.transaction, 1, { state: 'ACTIVE', recipient: 'x@y', transportid: 't' }), false);
+});
+
+test('update: hop fields move the entry between index values; select pages with offset and limit', () => {
+  const s = new QueueStore();
+  const xs = Array.from({ length: 5 }, () => entry());
+  for (const x of xs) s.add(x);
+  s.update(xs[0], { state: 'DEFER', retryts: 10, remotemx: 'MX1.example.org', remoteip: '198.51.100.1', localip: '192.0.2.1', grouping: 'g' });
+  assert.deepEqual(s.select('remotemx', 'mx1.EXAMPLE.org'), [xs[0]], 'MX names compare case-insensitively');
+  s.update(xs[0], { remotemx: 'mx2.example.org' });
+  assert.deepEqual(s.select('remotemx', 'mx1.example.org'), []);
+  assert.deepEqual(Object.fromEntries(s.groupBy('remotemx')), { 'mx2.example.org': 1 });
+  assert.deepEqual(s.select('localip', '192.0.2.1'), [xs[0]], 'a scanned field answers too');
+  assert.deepEqual(s.select('state', 'DEFER'), [xs[0]]);
+  assert.deepEqual(s.select('recipientdomain', 'example.org', { offset: 1, limit: 2 }), [xs[1], xs[2]]);
+  assert.deepEqual(s.scan((e) => e.state === 'ACTIVE', { offset: 3 }), [xs[4]]);
+  assert.deepEqual(s.scan(() => true, { limit: 0 }), []);
+});
+
+/** A small seeded PRNG (mulberry32) so a failure can be replayed. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FOLDED: ReadonlySet<QueueField> = new Set<QueueField>(['senderdomain', 'recipientdomain', 'remotemx']);
+
+/** The field's value computed independently of the store (domains lower-case). */
+function brute(e: QueueEntry, f: QueueField): string {
+  const table: Record<QueueField, () => string> = {
+    transportid: () => e.transportid, tenantid: () => e.tenantid, jobid: () => e.jobid, serverid: () => e.serverid,
+    sender: () => e.sender, senderdomain: () => e.senderaddress.domain.toLowerCase(), senderlocalpart: () => e.senderaddress.localpart,
+    recipient: () => e.recipient, recipientdomain: () => e.recipientaddress.domain.toLowerCase(), recipientlocalpart: () => e.recipientaddress.localpart,
+    localip: () => e.localip ?? '', grouping: () => e.grouping ?? '', remotemx: () => (e.remotemx ?? '').toLowerCase(), remoteip: () => e.remoteip ?? '',
+    state: () => e.state, priority: () => String(e.priority),
+  };
+  return table[f]();
+}
+
+for (const [name, indexed] of [['default indexes', undefined], ['every field indexed', QUEUE_FIELDS]] as const) test(`select, groupBy and scan agree with a brute-force pass after many random operations (${name})`, () => {
+  const next = rng(20240601);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(next() * xs.length)];
+  const domains = ['a.example', 'B.example', 'c.EXAMPLE', 'ä.example'];
+  const states: QueueState[] = ['ACTIVE', 'DEFER', 'HOLD', 'SENDING', 'UPDATE'];
+  const s = new QueueStore(indexed ? { indexed } : {});
+  const live: QueueEntry[] = [];
+  let now = 0;
+  const check = () => {
+    const all = [...s.values()];
+    assert.equal(all.length, live.length);
+    for (const f of QUEUE_FIELDS) {
+      const expected = new Map<string, number>();
+      for (const e of all) {
+        const v = brute(e, f);
+        if (v !== '') expected.set(v, (expected.get(v) ?? 0) + 1);
+      }
+      assert.deepEqual(new Map([...s.groupBy(f)].sort()), new Map([...expected].sort()), `groupBy ${f}`);
+      for (const q of [...expected.keys(), '', 'nothing'].flatMap((v) => [v, v.toUpperCase()])) {
+        const want = all.filter((e) => brute(e, f) === (FOLDED.has(f) ? q.toLowerCase() : q));
+        const got = s.select(f, q);
+        assert.deepEqual(new Set(got), new Set(want), `select ${f}=${q}`);
+        assert.equal(got.length, want.length, `select ${f}=${q}: no duplicates`);
+      }
+    }
+    const big = (e: QueueEntry) => e.size > 500 && e.metadata.k === 'v';
+    assert.deepEqual(s.scan(big, { offset: 2, limit: 5 }), all.filter(big).slice(2, 7));
+    for (const st of states) assert.equal(s.count(st), all.filter((e) => e.state === st).length);
+  };
+  for (let op = 1; op <= 3000; op++) {
+    const r = next();
+    if (r < 0.35 || live.length === 0) {
+      const state = pick(states);
+      const x = entry({
+        recipientaddress: { localpart: `r${op}`, domain: pick(domains) },
+        senderaddress: { localpart: pick(['s', 't']), domain: pick(domains) },
+        serverid: pick(['in', 'sub']), jobid: pick(['', '', 'j1', 'j2']), tenantid: pick(['', 't1']),
+        transportid: pick(['out', 'other']), priority: next() < 0.5 ? 0 : 1, state, retryts: state === 'DEFER' ? now + Math.floor(next() * 50) : 0,
+        size: Math.floor(next() * 1000), metadata: next() < 0.5 ? { k: 'v' } : {},
+      });
+      s.add(x);
+      live.push(x);
+    } else if (r < 0.5) {
+      const x = live.splice(Math.floor(next() * live.length), 1)[0];
+      assert.ok(s.delete(next() < 0.5 ? x : `${x.id.transaction}:${x.id.queue}`));
+    } else if (r < 0.65) {
+      s.setState(pick(live), pick(states));
+    } else if (r < 0.9) {
+      const state = pick(states);
+      s.update(pick(live), {
+        state, retryts: now + Math.floor(next() * 50), transportid: pick(['out', 'other']), priority: next() < 0.5 ? 0 : 1,
+        ...(next() < 0.5 ? { remotemx: pick(['MX.a.example', 'mx.a.example', 'mx.b.example', '']), remoteip: pick(['198.51.100.1', '198.51.100.2']), localip: pick(['192.0.2.1', '']), grouping: pick(['g1', 'g2']) } : {}),
+      });
+    } else {
+      now += 10;
+      s.promoteDue(now);
+    }
+    if (op % 300 === 0) check();
+  }
 });

@@ -161,7 +161,11 @@ test('a temporary failure is written as DEFER with retry 1 (SENDING is never wri
   assert.equal(h.writes[0].op, 'update');
   assert.equal(h.writes[0].meta!.state, 'DEFER');
   assert.equal(h.writes[0].meta!.retry, 1);
+  assert.equal(h.writes[0].meta!.remoteip, '127.0.0.1', 'the attempt\'s hop is written with the new state, in the same update');
+  assert.equal(h.writes[0].meta!.localip, '', 'no connection info: empty, not absent');
   assert.equal(e.state, 'DEFER');
+  assert.equal(e.remoteip, '127.0.0.1');
+  assert.deepEqual(h.store.select('remoteip', '127.0.0.1'), [e], 'the queue index follows the hop');
   await settle(h, () => h.store.size === 0);
   assert.ok(Date.now() - started >= 190, 'tried again after the interval');
   assert.equal(agent.plans.length, 2);
