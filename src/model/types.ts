@@ -104,6 +104,33 @@ export interface Reply {
   reason: string[];
 }
 
+/** The fields a new entry must be given; everything else starts at its default. */
+export type NewEntryFields = Pick<QueueEntry, 'id' | 'ts' | 'serverid' | 'sender' | 'recipient' | 'transportid' | 'size'> & Partial<QueueEntry>;
+
+/**
+ * A new queue entry with Halon's defaults (ACTIVE, retry 0, priority 0, empty tenant/job,
+ * metadata, quotas, tags and DSN parameters); the address parts are split from the strings.
+ * Every receiver and the bounce path create entries here, so the defaults live in one place.
+ */
+export function newQueueEntry(f: NewEntryFields): QueueEntry {
+  return {
+    senderaddress: splitAddress(f.sender),
+    recipientaddress: splitAddress(f.recipient),
+    tenantid: '',
+    jobid: '',
+    priority: 0,
+    metadata: {},
+    quotas: [],
+    tags: [],
+    dsn: {},
+    state: 'ACTIVE',
+    retry: 0,
+    retryts: 0,
+    body: 0,
+    ...f,
+  };
+}
+
 export function formatQueueId(id: QueueId): string {
   return `${id.transaction}:${id.queue}`;
 }

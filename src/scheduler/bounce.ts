@@ -13,7 +13,7 @@
  *   (null sender, NOTIFY=NEVER, or no recipient asked for this action: buildDsn decides).
  */
 import type { AcceptedTransaction, QueueEntry } from '../model/types';
-import { splitAddress } from '../model/types';
+import { newQueueEntry } from '../model/types';
 import { buildDsn, formatDiagnostic, parseStatus, type DsnDiagnostic, type DsnRecipient } from '../delivery/dsn';
 import type { AttemptFailure, RecipientReport } from '../delivery/attempt';
 
@@ -107,28 +107,16 @@ export function dsnTransaction(input: DsnTransactionInput): AcceptedTransaction 
     sender: '',
     from: { remoteip: '', remoteport: 0, localip: '', localport: 0, helo: input.hostname, tls: false },
     bodies: [msg.message],
-    entries: [{
+    entries: [newQueueEntry({
       id: { transaction: id, queue: 1 },
       ts: input.now,
       serverid: first.serverid,
       sender: '',
-      senderaddress: { localpart: '', domain: '' },
       recipient: msg.recipient,
-      recipientaddress: splitAddress(msg.recipient),
       transportid: input.transportid,
       tenantid: first.tenantid,
-      jobid: '',
-      priority: 0,
-      metadata: {},
-      quotas: [],
-      tags: [],
-      dsn: {},
-      state: 'ACTIVE',
-      retry: 0,
-      retryts: 0,
-      body: 0,
       size: msg.message.length,
-    }],
+    })],
   };
 }
 

@@ -11,7 +11,7 @@
  * MAIL's RET/ENVID (RFC 3461).
  */
 import type { AcceptedTransaction, Address, DsnParams, QueueEntry, QueueState, ReceivedFrom } from '../model/types';
-import { splitAddress } from '../model/types';
+import { newQueueEntry } from '../model/types';
 import type { QueueOptions, RecipientInfo, TransactionInfo } from '../hooks/types';
 import type { MailParams, RcptParams } from './codec';
 import type { BdatReader } from './framing';
@@ -99,26 +99,22 @@ function initialState(o: QueueOptions): { state: QueueState; delayMs: number } {
 function buildEntry(tx: Transaction, req: QueueRequestLike, id: { transaction: string; queue: number }, body: number, serverid: string, ts: number): QueueEntry {
   const o = req.options;
   const { state, delayMs } = initialState(o);
-  return {
+  return newQueueEntry({
     id,
     ts,
     serverid,
     sender: req.sender,
-    senderaddress: splitAddress(req.sender),
     recipient: req.recipient,
-    recipientaddress: splitAddress(req.recipient),
     transportid: req.transportid,
     tenantid: o.tenantid ?? '',
     jobid: o.jobid ?? '',
     priority: o.priority ?? 0,
     metadata: o.metadata ? { ...o.metadata } : {},
     quotas: o.quotas ? [...o.quotas] : [],
-    tags: [],
     dsn: o.dsn ? { ...o.dsn } : tx.dsnFor(req.recipient),
     state,
-    retry: 0,
     retryts: delayMs > 0 ? ts + delayMs : 0,
     body,
     size: req.body.length,
-  };
+  });
 }
