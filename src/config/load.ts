@@ -18,7 +18,7 @@ import { ConfigInvalidError } from './types';
 import { deepFreeze, Errors, readConfigFile } from './reader';
 import type { SchemaName } from './schema';
 import { normaliseStartup } from './startup';
-import { normaliseRunning, type QueuesConfig } from './running';
+import { normaliseRunning } from './running';
 import {
   normaliseDelivery,
   normalisePolicy,
@@ -29,7 +29,8 @@ import {
 } from './queue-files';
 import { mergePki } from './pki';
 
-export type { DeliveryConfig, PolicyConfig, SuspendConfig, QueuesConfig };
+export type { DeliveryConfig, PolicyConfig, SuspendConfig };
+export type { QueuesConfig } from './types';
 
 export interface QueueFileOptions {
   /**
@@ -126,7 +127,7 @@ export function testConfig(startupFile: string): ConfigError[] {
 
 /** The grouping ids defined in `queues.grouping.groupings[]`. */
 export function groupingIds(running: RunningConfig): Set<string> {
-  const q = running.queues as unknown as QueuesConfig;
+  const q = running.queues;
   return new Set(q.grouping.groupings.map((g) => g.id));
 }
 

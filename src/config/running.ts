@@ -20,6 +20,7 @@ import {
   SMTP_PHASES,
   type HookRef,
   type PkiEntry,
+  type QueuesConfig,
   type RetryInterval,
   type RunningConfig,
   type RunningServer,
@@ -33,15 +34,6 @@ import { parseSize } from './syntax';
 import { mergePki, pkiProblem, readPki } from './pki';
 
 /** `RunningConfig.queues` as this loader fills it. */
-export interface QueuesConfig {
-  grouping: {
-    default?: 'recipientdomain' | 'remotemx';
-    groupings: Array<{ id: string; remotemx?: string | string[]; recipientdomain?: string | string[]; remoteip?: string | string[] }>;
-  };
-  pooling: { size: number };
-  concurrency: { total: number };
-}
-
 /** Retry schedule used when a transport group gives none (Halon's template, halon-core.md §3.2). */
 export const DEFAULT_RETRY_INTERVALS: readonly number[] = [60, 900, 3600, 7200, 10800];
 const DEFAULT_RETRY_DURING = 5 * 86400;
@@ -53,7 +45,7 @@ export function normaliseRunning(root: Cursor, file: string, startup: StartupCon
     servers: root.get('servers').items().map(readServer),
     transportgroups: root.get('transportgroups').items().map(readGroup),
     addresses: root.get('addresses').items().map(readAddress),
-    queues: readQueues(root.get('queues')) as unknown as Record<string, unknown>,
+    queues: readQueues(root.get('queues')),
     resolver: readResolver(root.get('resolver')),
     scripting: readScripting(root.get('scripting')),
     monitor: readMonitor(root.get('monitor')),

@@ -162,6 +162,15 @@ export interface TransportGroupConfig {
   transports: TransportConfig[];
 }
 
+export interface QueuesConfig {
+  grouping: {
+    default?: 'recipientdomain' | 'remotemx';
+    groupings: Array<{ id: string; remotemx?: string | string[]; recipientdomain?: string | string[]; remoteip?: string | string[] }>;
+  };
+  pooling: { size: number };
+  concurrency: { total: number };
+}
+
 export interface RunningConfig {
   /** Absolute path of smtpd-app.yaml. */
   file: string;
@@ -169,7 +178,7 @@ export interface RunningConfig {
   servers: RunningServer[];
   transportgroups: TransportGroupConfig[];
   addresses: Array<{ id: string; address: string; helo?: string }>;
-  queues: Record<string, unknown>;
+  queues: QueuesConfig;
   resolver: { cache: { size: number }; nameservers?: string[] };
   scripting: {
     hooks: Partial<Record<SmtpPhase, HookRef[]>> & { predelivery?: string; postdelivery?: string };

@@ -22,7 +22,6 @@
  * back in DEFER (in memory) so they are retried.
  */
 import type { RunningConfig } from '../config/types';
-import type { QueuesConfig } from '../config/running';
 import type { Ingress } from '../model/ingress';
 import type { QueueEntry } from '../model/types';
 import type { Spool } from '../spool/types';
@@ -185,7 +184,7 @@ export class QueueManager {
   }
 
   private concurrency(): number {
-    const total = (this.opts.runtime().config.queues as unknown as QueuesConfig).concurrency?.total;
+    const total = this.opts.runtime().config.queues.concurrency?.total;
     return typeof total === 'number' && total > 0 ? total : Number.POSITIVE_INFINITY;
   }
 

@@ -20,7 +20,6 @@
  * memory (300 s) so it is not lost from the running queue either.
  */
 import type { RunningConfig } from '../config/types';
-import type { QueuesConfig } from '../config/running';
 import type { Ingress } from '../model/ingress';
 import type { AcceptedTransaction, QueueEntry } from '../model/types';
 import type { Json, Spool } from '../spool/types';
@@ -276,7 +275,7 @@ function checkTransport<T extends { transportid?: string }>(ctx: RunContext, e: 
 
 /** Halon's `grouping` field as far as it is known without the traffic-shaping engine. */
 function grouping(config: RunningConfig, e: QueueEntry, remotemx: string): string {
-  const def = (config.queues as unknown as QueuesConfig).grouping?.default;
+  const def = config.queues.grouping?.default;
   if (def === 'recipientdomain') return e.recipientaddress.domain;
   if (def === 'remotemx') return remotemx;
   return '';

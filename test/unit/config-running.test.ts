@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadRunningConfig, loadStartupConfig, resolvePki } from '../../src/config/load';
-import type { QueuesConfig } from '../../src/config/running';
 import {
   assertDeepFrozen,
   errorsOf,
@@ -90,7 +89,7 @@ test('full smtpd-app.yaml: every key is mapped onto the normalised shape', () =>
   assert.equal(other.dsn, undefined);
 
   assert.deepEqual(r.addresses, [{ id: 'out1', address: '127.0.0.1', helo: 'out1.example.test' }]);
-  const queues = r.queues as unknown as QueuesConfig;
+  const queues = r.queues;
   assert.equal(queues.grouping.default, 'remotemx');
   assert.deepEqual(queues.grouping.groupings[0], { id: 'google', remotemx: ['*.google.com', '*.googlemail.com'] });
   assert.deepEqual(r.resolver, { cache: { size: 0 }, nameservers: ['127.0.0.1', '127.0.0.1:5353', '[::1]:53'] });
