@@ -12,9 +12,11 @@
  * `priorities`, else `index`). Empty strings are left out of the text form, and strings are
  * never metrics. Every OpenMetrics family is typed `gauge` (Halon documents no types; the
  * counters keep Halon's names, which a `counter` type would have to suffix with `_total`),
- * and the text ends with `# EOF`.
+ * and the text ends with `# EOF`. The exposition itself lives in src/util/openmetrics.ts
+ * (shared with the monitor listener, which types counters as counters).
  */
 import * as protobuf from 'protobufjs';
+import { familiesFromSamples, renderFamilies } from '../util/openmetrics';
 
 export interface Sample {
   /** Field names from the root, e.g. ['servers', 'connections', 'concurrent']. */
@@ -82,29 +84,7 @@ export function textLines(samples: readonly Sample[]): string {
     .join('');
 }
 
-function escapeLabel(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
-}
-
-function metricValue(v: string | number | boolean): string | undefined {
-  if (typeof v === 'boolean') return v ? '1' : '0';
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : v > 0 ? '+Inf' : v < 0 ? '-Inf' : 'NaN';
-  return /^-?\d+(?:\.\d+)?(?:e[+-]?\d+)?$/i.test(v) ? v : undefined;
-}
-
-/** OpenMetrics text; string fields are left out. */
+/** OpenMetrics text (every family a gauge, no HELP); string fields are left out. */
 export function openMetrics(samples: readonly Sample[], prefix = 'halon'): string {
-  const families = new Map<string, string[]>();
-  for (const s of samples) {
-    const value = s.numeric ? metricValue(s.value) : undefined;
-    if (value === undefined) continue;
-    const name = [prefix, ...s.path].join('_');
-    const labels = s.labels.length ? `{${s.labels.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}` : '';
-    const lines = families.get(name) ?? [];
-    lines.push(`${name}${labels} ${value}`);
-    families.set(name, lines);
-  }
-  let out = '';
-  for (const [name, lines] of families) out += `# TYPE ${name} gauge\n${lines.join('\n')}\n`;
-  return `${out}# EOF\n`;
+  return renderFamilies(familiesFromSamples(samples, { prefix }));
 }

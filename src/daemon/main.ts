@@ -9,7 +9,7 @@
  * exit 0. Exit 1 with every error listed when the configuration is invalid.
  */
 import os from 'node:os';
-import { groupingIds, loadStartupConfig, loadSuspendConfig, testConfig, type QueuesConfig } from '../config/load';
+import { groupingIds, loadStartupConfig, loadSuspendConfig, testConfig } from '../config/load';
 import { ConfigInvalidError, type ConfigError, type RunningConfig, type StartupConfig } from '../config/types';
 import { openSpool } from '../spool/journal';
 import type { Spool } from '../spool/types';
@@ -25,6 +25,9 @@ import { SpoolIngress } from './ingress';
 import { loadSnapshot, RuntimeHolder } from './runtime';
 import { parseArgs, USAGE } from './args';
 import { startControlSocket } from '../control/daemon'; // control socket (issue 5)
+import { startMonitor } from '../http/monitor-daemon'; // monitor listener (issue 6)
+import { startSubmissionServer } from '../http/submission-daemon'; // HTTP submission (issue 6)
+import type { SubmissionServer } from '../http/submission'; // HTTP submission (issue 6)
 
 export interface Daemon {
   startup: StartupConfig;
@@ -93,7 +96,7 @@ function resolverCache(): (config: RunningConfig) => Resolver {
 function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string): QueueManager {
   const config = runtime.current.config;
   const suspends = loadSuspendConfig(startup.environment.suspendconf, { groupings: groupingIds(config) });
-  const queues = config.queues as unknown as QueuesConfig;
+  const queues = config.queues;
   const manager = new QueueManager({
     store,
     spool,
@@ -114,6 +117,11 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const startup = loadStartupConfig(file);
   applyEnvironment(startup, log);
   const runtime = new RuntimeHolder(startup, log);
+  // ---- monitor listener (issue 6, src/http/monitor-daemon.ts): up before the spool is loaded
+  // so /ready and /healthy answer 503 while the daemon starts; marked ready once every
+  // listener is bound, shutting down at SIGTERM, closed last.
+  const monitor = await startMonitor(startup, runtime, log);
+  // ---- end monitor listener
   const spool = await openSpool({ path: startup.spool.path, fsync: startup.spool.fsync, corrupt: startup.spool.corrupt, minfree: startup.spool.minfree, log });
   const store = new QueueStore();
   const ingress = new SpoolIngress(spool, store, log);
@@ -122,10 +130,13 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const newId = makeIdGenerator(startup.environment.uuid.version);
   const manager = startManager(startup, runtime, spool, store, ingress, log, newId);
   const servers: SmtpServer[] = [];
+  const httpServers: SubmissionServer[] = []; // HTTP submission (issue 6)
   for (const s of startup.servers) {
     if (s.type !== 'smtp') {
-      log.warn({ serverid: s.id, type: s.type }, 'HTTP submission servers are not implemented yet; server not started');
+      // ---- HTTP submission (issue 6, src/http/submission-daemon.ts): servers of type http|https
+      httpServers.push(await startSubmissionServer(startup, s, runtime, ingress, log, startup.environment.hostname || os.hostname(), newId));
       continue;
+      // ---- end HTTP submission
     }
     const server = new SmtpServer({
       startup: s,
@@ -147,21 +158,25 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   // and the daemon runs on without it. Closed first at shutdown (below).
   const control = await startControlSocket({ startup, runtime, store, servers, log });
   // ---- end control socket
+  monitor?.attach({ store, spool, servers }); // monitor listener (issue 6)
   dropPrivileges(startup, log);
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     stopping ??= (async () => {
       log.info({ reason }, 'shutting down');
+      monitor?.server.markShuttingDown(); // monitor listener (issue 6): /healthy 503 while draining
       await control?.close(); // control socket (issue 5)
       // Stop picking up first, then let receptions and attempts in flight finish (bounded),
       // and only then close the spool both write to.
-      const [left] = await Promise.all([manager.stop(10_000), ...servers.map((srv) => srv.close(10_000))]);
+      const [left] = await Promise.all([manager.stop(10_000), ...servers.map((srv) => srv.close(10_000)), ...httpServers.map((srv) => srv.close(10_000))]);
       if (left > 0) log.warn({ inflight: left }, 'delivery attempts still running at shutdown; they will be made again after restart');
       await spool.close();
+      await monitor?.server.close(); // monitor listener (issue 6)
       log.info({}, 'stopped');
     })();
     return stopping;
   };
+  monitor?.server.markReady(); // monitor listener (issue 6): spool loaded, every listener bound
   log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
   return { startup, runtime, store, spool, manager, servers, shutdown };
 }

@@ -298,3 +298,15 @@ export async function spoolBody(config: ConfigSet, id: string): Promise<Buffer> 
     });
   });
 }
+
+/** `monitor:` block for smtpd.yaml (pass to `defaultSmtpd`): the listener on an ephemeral port. */
+export function monitorSmtpd(type: 'http' | 'https' = 'http'): string {
+  return `monitor:\n  type: ${type}\n  listener:\n    port: 0\n    address: 127.0.0.1\n`;
+}
+
+/** The monitor listener's port, from its `monitor listening` log line. */
+export function monitorPort(d: Daemon): number {
+  const l = d.logs.find((x) => x.msg === 'monitor listening');
+  if (!l) throw new Error('the monitor is not listening');
+  return l.port as number;
+}
