@@ -16,6 +16,7 @@ import type * as M from '../control/messages';
 import { buildCondition, CONDITION_FLAGS, isConditionFlag } from './conditions';
 import { single, UsageError, type OptionSpec, type ParsedArgs } from './options';
 import { flattenMessage, openMetrics, textLines } from './stats-format';
+import { QUEUE_SUBCOMMANDS } from './queue-commands';
 
 export interface Output {
   out(text: string): void;
@@ -197,7 +198,7 @@ const resolverClear: Subcommand = {
   },
 };
 
-/** Every subcommand; `queue list/groupby/update/import/export/quota` and `queue suspend|policy add/list/delete` join here. */
+/** Every subcommand; `queue import/export/quota` and `queue suspend|policy add/list/delete` join here. */
 export const SUBCOMMANDS: readonly Subcommand[] = [
   processStats,
   reload(['config', 'reload'], 'configReload', 'smtpd-app.yaml (with hooks and certificates)'),
@@ -209,6 +210,7 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   memoryDelete,
   memoryList,
   resolverClear,
+  ...QUEUE_SUBCOMMANDS,
 ];
 
 /** The subcommand named by the longest matching run of leading words. */

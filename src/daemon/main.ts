@@ -25,6 +25,7 @@ import { SpoolIngress } from './ingress';
 import { loadSnapshot, RuntimeHolder } from './runtime';
 import { parseArgs, USAGE } from './args';
 import { startControlSocket } from '../control/daemon'; // control socket (issue 5)
+import { queueControl } from '../control/queue'; // queue commands of the control socket (issue 5)
 import { startMonitor } from '../http/monitor-daemon'; // monitor listener (issue 6)
 import { startSubmissionServer } from '../http/submission-daemon'; // HTTP submission (issue 6)
 import type { SubmissionServer } from '../http/submission'; // HTTP submission (issue 6)
@@ -156,7 +157,8 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   // ---- control socket (issue 5, src/control/daemon.ts): after the listeners, before privdrop
   // (the socket folder and its group may need root); a socket that cannot be set up is logged
   // and the daemon runs on without it. Closed first at shutdown (below).
-  const control = await startControlSocket({ startup, runtime, store, servers, log });
+  const queue = queueControl({ store, spool, ingress, manager, config: () => runtime.current.config, hostname: startup.environment.hostname || os.hostname(), newId, log });
+  const control = await startControlSocket({ startup, runtime, store, servers, log, queue });
   // ---- end control socket
   monitor?.attach({ store, spool, servers }); // monitor listener (issue 6)
   dropPrivileges(startup, log);
