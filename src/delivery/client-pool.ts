@@ -59,6 +59,8 @@ export class ConnectionPool {
   private readonly max: number;
   /** Insertion order = release order: the first entry is the least recently released. */
   private readonly idle = new Map<SmtpConnection, Idle>();
+  /** The same sessions by pool key (each set in release order), so acquire looks at one key only. */
+  private readonly byKey = new Map<string, Set<Idle>>();
   private readonly counters = { hits: 0, misses: 0, expires: 0, evicts: 0 };
 
   constructor(opts: PoolOptions = {}) {
@@ -82,8 +84,8 @@ export class ConnectionPool {
   acquire(key: string): SmtpConnection | undefined {
     const now = Date.now();
     let found: Idle | undefined;
-    for (const entry of [...this.idle.values()]) {
-      if (entry.conn.key !== key) continue;
+    // Deleting from a Set while iterating it is safe: removed entries are not visited again.
+    for (const entry of this.byKey.get(key) ?? []) {
       if (entry.deadline <= now || !entry.conn.usable) {
         this.drop(entry, 'expires');
         continue;
@@ -120,6 +122,9 @@ export class ConnectionPool {
     };
     entry.timer.unref();
     this.idle.set(conn, entry);
+    let set = this.byKey.get(conn.key);
+    if (!set) this.byKey.set(conn.key, (set = new Set()));
+    set.add(entry);
     // Closed by the peer (or an error) while idle: leave at once, counted as an expiry.
     entry.unsubscribe = conn.onClose(() => this.drop(entry, 'expires'));
     return true;
@@ -152,5 +157,8 @@ export class ConnectionPool {
     clearTimeout(entry.timer);
     entry.unsubscribe();
     this.idle.delete(entry.conn);
+    const set = this.byKey.get(entry.conn.key);
+    set?.delete(entry);
+    if (set?.size === 0) this.byKey.delete(entry.conn.key);
   }
 }
