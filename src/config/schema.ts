@@ -1,5 +1,5 @@
 /**
- * The JSON Schemas of the five config files and their validators.
+ * The JSON Schemas of the five config files (and halyard-api's api.yaml) and their validators.
  *
  * Inputs: parsed YAML (plain JS values). Outputs: a list of {path, reason} in the loader's
  * dotted-path form (`servers.0.listeners.1.port`), one per problem, never just the first
@@ -19,8 +19,9 @@ import smtpdApp from './schemas/smtpd-app.schema.json';
 import smtpdPolicy from './schemas/smtpd-policy.schema.json';
 import smtpdSuspend from './schemas/smtpd-suspend.schema.json';
 import smtpdDelivery from './schemas/smtpd-delivery.schema.json';
+import api from './schemas/api.schema.json';
 
-export type SchemaName = 'smtpd' | 'smtpd-app' | 'smtpd-policy' | 'smtpd-suspend' | 'smtpd-delivery';
+export type SchemaName = 'smtpd' | 'smtpd-app' | 'smtpd-policy' | 'smtpd-suspend' | 'smtpd-delivery' | 'api';
 
 /** The schemas in documentation order. */
 export const SCHEMAS: ReadonlyArray<{ name: SchemaName; schema: Record<string, unknown> }> = [
@@ -29,6 +30,7 @@ export const SCHEMAS: ReadonlyArray<{ name: SchemaName; schema: Record<string, u
   { name: 'smtpd-policy', schema: smtpdPolicy },
   { name: 'smtpd-suspend', schema: smtpdSuspend },
   { name: 'smtpd-delivery', schema: smtpdDelivery },
+  { name: 'api', schema: api },
 ];
 
 export interface SchemaProblem {
