@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { OPENAPI_PATH, renderOpenApi } from '../src/api/openapi';
+import { SUBMISSION_OPENAPI_PATH, renderSubmissionOpenApi } from '../src/http/openapi';
 import { repositoryRoot } from './gen-config-docs';
 
 export function openApiPath(): string {
@@ -17,4 +18,7 @@ if (require.main === module) {
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, renderOpenApi());
   console.log(`wrote ${file}`);
+  const sub = join(repositoryRoot(), SUBMISSION_OPENAPI_PATH);
+  writeFileSync(sub, renderSubmissionOpenApi());
+  console.log(`wrote ${sub}`);
 }

@@ -37,6 +37,7 @@ import { EntryCollector, Transaction, type TxRecipient } from '../smtp/transacti
 import type { Logger } from '../util/log';
 import { apiKeyMatches, closeServer, createServer, listen } from './common';
 import { OPTIONS_MAX, parseSubmission, SubmissionError, type ParsedSubmission } from './submission-parse';
+import { renderSubmissionOpenApi } from './openapi';
 
 export interface SubmissionRuntime {
   server: RunningServer;
@@ -183,6 +184,7 @@ export class SubmissionServer {
   }
 
   private async answer(req: http.IncomingMessage, url: URL): Promise<Answer> {
+    if (url.pathname === '/openapi.json' && req.method === 'GET') return { status: 200, body: JSON.parse(renderSubmissionOpenApi()) };
     if (url.pathname !== PATH) return error(404, 'not found');
     if (req.method !== 'POST') return error(405, 'method not allowed');
     const rt = this.opts.runtime();

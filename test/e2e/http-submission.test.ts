@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import zlib from 'node:zlib';
-import { defaultSmtpd, spoolBody, spoolEntries, startDaemon, writeConfig, type Daemon } from './harness';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT, defaultSmtpd, spoolBody, spoolEntries, startDaemon, writeConfig, type Daemon } from './harness';
 
 const KEY = 'test-key-1';
 
@@ -110,6 +112,9 @@ test('submission: 401 without a valid key, 404/405 elsewhere', async (t) => {
   assert.equal(g.status, 405);
   assert.equal(g.headers.get('allow'), 'POST');
   assert.equal((await spoolEntries(d.config)).length, 1, 'nothing queued by refused requests');
+  const api = await fetch(`http://127.0.0.1:${port}/openapi.json`);
+  assert.equal(api.status, 200, 'the OpenAPI description is served without a key');
+  assert.deepEqual(await api.json(), JSON.parse(fs.readFileSync(path.join(ROOT, 'docs/openapi/submission.json'), 'utf8')), 'and it is the committed one');
 });
 
 test('submission: 400 with the reason for malformed bodies, options and addresses; 413 over maxsize', async (t) => {

@@ -12,6 +12,7 @@ import { loadApiConfig, testApiConfig } from '../../src/config/api';
 import { ConfigInvalidError } from '../../src/config/types';
 import { ApiError, parseEnvelope } from '../../src/api/envelope';
 import { renderOpenApi } from '../../src/api/openapi';
+import { renderSubmissionOpenApi } from '../../src/http/openapi';
 import { decodeMessage } from '../../src/control/schema';
 import { openApiPath } from '../../scripts/gen-openapi';
 
@@ -112,4 +113,12 @@ test('docs/openapi/halyard-api.json is what halyard-api serves', () => {
   const doc = JSON.parse(committed) as { openapi: string; paths: Record<string, unknown> };
   assert.equal(doc.openapi, '3.1.0');
   assert.ok(doc.paths['/api/protobuf']);
+});
+
+test('docs/openapi/submission.json is what HTTP submission servers serve', () => {
+  const committed = fs.readFileSync(path.join(path.dirname(openApiPath()), 'submission.json'), 'utf8');
+  assert.equal(committed, renderSubmissionOpenApi(), 'docs/openapi/submission.json is stale: run `npm run build && npm run docs`');
+  const doc = JSON.parse(committed) as { openapi: string; paths: Record<string, unknown> };
+  assert.equal(doc.openapi, '3.1.0');
+  assert.ok(doc.paths['/v1/submission']);
 });
