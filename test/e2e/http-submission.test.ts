@@ -10,6 +10,8 @@ import zlib from 'node:zlib';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, defaultSmtpd, spoolBody, spoolEntries, startDaemon, writeConfig, type Daemon } from './harness';
+import { waitUntil } from './delivery-support';
+import { SmtpSink } from '../support/smtp-sink';
 
 const KEY = 'test-key-1';
 
@@ -204,4 +206,38 @@ test('submission: keep-alive connection carries several submissions', async (t) 
   }
   assert.equal(sockets.size, 1, 'one connection reused');
   assert.equal((await spoolEntries(d.config)).length, 3);
+});
+
+test('submission: the manual example is delivered to the next hop', async (t) => {
+  const sink = await SmtpSink.start();
+  t.after(() => sink.close());
+  const smtpd = defaultSmtpd().replace('servers:\n', `servers:\n  - id: api\n    type: http\n    listeners:\n      - port: 0\n        address: 127.0.0.1\n`);
+  const app = `version: "6.8"
+servers:
+  - id: default
+    transport: out
+  - id: api
+    transport: out
+    apikeys:
+      - ${KEY}
+transportgroups:
+  - id: default
+    transports:
+      - id: out
+        connection:
+          server: 127.0.0.1
+          port: ${sink.port}
+        session:
+          tls:
+            mode: disabled
+`;
+  const d = await startDaemon(writeConfig({ smtpd, app, deliver: true }));
+  t.after(() => d.stop());
+  const r = await submit(d, form({ options: { sender: 'app@example.com', recipients: ['user@example.org'] }, rfc822: MESSAGE }));
+  assert.equal(r.status, 200, r.text);
+  await waitUntil(() => sink.transactions.length >= 1, 30_000, 'the submitted message at the sink');
+  const x = sink.transactions[0];
+  assert.deepEqual(x.rcpts.map((rc) => rc.address), ['user@example.org']);
+  assert.match(x.data.toString(), /Subject: from the web\r\n/);
+  assert.match(x.data.toString(), /Hello over HTTP\.\r\n/);
 });
