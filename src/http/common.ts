@@ -16,11 +16,16 @@ function digest(s: string): Buffer {
 }
 
 /** True when `given` equals one of `keys`. */
+/** Digests of a configured key list, computed once per (frozen) list rather than per request. */
+const keyDigests = new WeakMap<readonly string[], Buffer[]>();
+
 export function apiKeyMatches(given: string | string[] | undefined, keys: readonly string[]): boolean {
   if (typeof given !== 'string') return false;
   const g = digest(given);
+  let digests = keyDigests.get(keys);
+  if (!digests) keyDigests.set(keys, (digests = keys.map(digest)));
   let ok = false;
-  for (const k of keys) ok = crypto.timingSafeEqual(g, digest(k)) || ok;
+  for (const d of digests) ok = crypto.timingSafeEqual(g, d) || ok;
   return ok;
 }
 

@@ -131,10 +131,17 @@ async function pick(parts: Map<PartName, Buffer>, plain: 'options' | 'rfc822', l
 
 /** Bare LF or CR → CRLF (RFC 5322 §2.1); existing CRLF pairs are kept. */
 export function toCrlf(message: Buffer): Buffer {
-  if (!message.includes(0x0a) && !message.includes(0x0d)) return message;
+  if (!hasBareLineEnd(message)) return message;
   const text = message.toString('latin1'); // byte-preserving
   const fixed = text.replace(/\r\n|\r|\n/g, '\r\n');
   return fixed.length === text.length ? message : Buffer.from(fixed, 'latin1');
+}
+
+/** True when some LF is not preceded by CR or some CR is not followed by LF (Buffer.indexOf scans). */
+function hasBareLineEnd(b: Buffer): boolean {
+  for (let i = b.indexOf(0x0a); i !== -1; i = b.indexOf(0x0a, i + 1)) if (i === 0 || b[i - 1] !== 0x0d) return true;
+  for (let i = b.indexOf(0x0d); i !== -1; i = b.indexOf(0x0d, i + 1)) if (b[i + 1] !== 0x0a) return true;
+  return false;
 }
 
 // --- options --------------------------------------------------------------------------------
