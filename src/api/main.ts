@@ -10,6 +10,7 @@
  */
 import { loadApiConfig, testApiConfig } from '../config/api';
 import { ConfigInvalidError } from '../config/types';
+import { parseProgramArgs, type ProgramArgs } from '../util/args';
 import { createLogger } from '../util/log';
 import { ApiServer } from './server';
 
@@ -19,37 +20,8 @@ export const USAGE = `usage: halyard-api [-c api.yaml] [--test-config]
   -h, --help          this text
 `;
 
-interface Args {
-  config: string;
-  testConfig: boolean;
-  help: boolean;
-}
-
-export function parseApiArgs(argv: string[]): Args | { error: string } {
-  const out: Args = { config: '/etc/halyard/api.yaml', testConfig: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    switch (a) {
-      case '-c':
-      case '--config': {
-        const v = argv[++i];
-        if (!v) return { error: `${a} needs a file name` };
-        out.config = v;
-        break;
-      }
-      case '--test-config':
-        out.testConfig = true;
-        break;
-      case '-h':
-      case '--help':
-        out.help = true;
-        break;
-      default:
-        if (a.startsWith('--config=')) out.config = a.slice('--config='.length);
-        else return { error: `unknown option ${a}` };
-    }
-  }
-  return out;
+export function parseApiArgs(argv: string[]): ProgramArgs | { error: string } {
+  return parseProgramArgs(argv, '/etc/halyard/api.yaml');
 }
 
 function waitForSignal(): Promise<NodeJS.Signals> {

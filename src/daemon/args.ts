@@ -1,4 +1,5 @@
-/** Command line of halyard-smtpd. Pure: argv in, options or an error out. */
+/** Command line of halyard-smtpd (the shared daemon command line plus Halon's `-f`). */
+import { parseProgramArgs, type ProgramArgs } from '../util/args';
 
 export const USAGE = `usage: halyard-smtpd [-c smtpd.yaml] [--test-config] [-f]
   -c, --config FILE   startup configuration (default /etc/halyard/smtpd.yaml)
@@ -7,38 +8,8 @@ export const USAGE = `usage: halyard-smtpd [-c smtpd.yaml] [--test-config] [-f]
   -h, --help          this text
 `;
 
-export interface Args {
-  config: string;
-  testConfig: boolean;
-  help: boolean;
-}
+export type Args = ProgramArgs;
 
 export function parseArgs(argv: string[]): Args | { error: string } {
-  const out: Args = { config: '/etc/halyard/smtpd.yaml', testConfig: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    switch (a) {
-      case '-c':
-      case '--config': {
-        const v = argv[++i];
-        if (!v) return { error: `${a} needs a file name` };
-        out.config = v;
-        break;
-      }
-      case '--test-config':
-        out.testConfig = true;
-        break;
-      case '-f':
-      case '--foreground':
-        break;
-      case '-h':
-      case '--help':
-        out.help = true;
-        break;
-      default:
-        if (a.startsWith('--config=')) out.config = a.slice(9);
-        else return { error: `unknown option ${a}` };
-    }
-  }
-  return out;
+  return parseProgramArgs(argv, '/etc/halyard/smtpd.yaml', ['-f', '--foreground']);
 }
