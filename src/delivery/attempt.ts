@@ -67,7 +67,18 @@ export interface AttemptPlan {
   /** Seconds per state, and `connect`. */
   timeouts?: Partial<Record<SmtpState | 'connect', number>>;
   protocol: 'smtp' | 'lmtp';
+  /** TLS protocol range (smtpd-delivery.yaml `tls.protocols`). */
+  tlsVersions?: { min?: TlsVersionName; max?: TlsVersionName };
+  /** Connection reuse for this attempt (smtpd-delivery.yaml `pooling`); enabled unless false. */
+  pooling?: { enabled?: boolean; timeout?: number; transactions?: number; evictable?: boolean };
+  /**
+   * The hop pickup counted this attempt against (traffic shaping keyed on remotemx/remoteip):
+   * tried first when it is among the next hops.
+   */
+  prefer?: { remotemx: string; remoteip: string };
 }
+
+export type TlsVersionName = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 
 export interface AgentOptions {
   /** Most idle connections kept for reuse (`queues.pooling.size`); 0 switches pooling off. */
@@ -141,7 +152,7 @@ export class DeliveryAgent {
       return { error: { temporary: true, type: 'config', message: (err as Error).message } };
     }
     if ('error' in r) return { error: { temporary: r.error.temporary, type: 'dns', dns: r.error.dns, message: r.error.message } };
-    return { hops: r.hops };
+    return { hops: plan.prefer ? preferHop(r.hops, plan.prefer) : r.hops };
   }
 
   private transaction(plan: AttemptPlan): Transaction {
@@ -164,14 +175,29 @@ export class DeliveryAgent {
       helo: plan.helo,
       sources: plan.sources,
       sourceRandom: plan.sourceRandom,
-      tls: { mode: plan.tls },
+      tls: { mode: plan.tls, ...(plan.tlsVersions?.min ? { minVersion: plan.tlsVersions.min } : {}), ...(plan.tlsVersions?.max ? { maxVersion: plan.tlsVersions.max } : {}) },
       protocol: plan.protocol,
     };
-    if (this.pool) opts.pool = this.pool;
+    const p = plan.pooling;
+    if (this.pool && p?.enabled !== false) {
+      opts.pool = this.pool;
+      if (p && (p.timeout !== undefined || p.transactions !== undefined || p.evictable !== undefined)) {
+        opts.poolPolicy = { ...(p.timeout !== undefined ? { timeout: p.timeout } : {}), ...(p.transactions !== undefined ? { transactions: p.transactions } : {}), ...(p.evictable !== undefined ? { evictable: p.evictable } : {}) };
+      }
+    }
     const timeouts = clientTimeouts(plan.timeouts);
     if (timeouts) opts.timeouts = timeouts;
     return opts;
   }
+}
+
+/** The preferred hop first, and within it the preferred address first; the rest keep their order. */
+function preferHop(hops: NextHop[], prefer: { remotemx: string; remoteip: string }): NextHop[] {
+  const at = hops.findIndex((h) => (h.mx || h.host) === prefer.remotemx && h.addresses.includes(prefer.remoteip));
+  if (at < 0) return hops;
+  const hop = hops[at];
+  const first: NextHop = { ...hop, addresses: [prefer.remoteip, ...hop.addresses.filter((a) => a !== prefer.remoteip)] };
+  return [first, ...hops.slice(0, at), ...hops.slice(at + 1)];
 }
 
 function clientTimeouts(t: AttemptPlan['timeouts']): ClientTimeouts | undefined {

@@ -250,6 +250,7 @@ export class SmtpConnection {
       // Names are checked in verify(), only in the *_verify modes.
       checkServerIdentity: () => undefined,
       minVersion: t?.minVersion ?? 'TLSv1.2',
+      ...(t?.maxVersion !== undefined ? { maxVersion: t.maxVersion } : {}),
       ...(t?.ca !== undefined ? { ca: t.ca } : {}),
       ...(t?.cert !== undefined && t.key !== undefined ? { cert: t.cert, key: t.key } : {}),
     };

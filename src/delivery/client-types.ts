@@ -52,6 +52,8 @@ export interface TlsSettings {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Lowest protocol accepted. Default TLSv1.2 (Halon's default `!SSLv2,!SSLv3,!TLSv1,!TLSv1.1`). */
   minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+  /** Highest protocol offered (smtpd-delivery.yaml `tls.protocols`). Default Node's. */
+  maxVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
   /** SNI name; default the servername (MX name). false: send none. */
   sni?: string | false;
   /** Names accepted in the certificate instead of the servername (Try `tls_verify_name[]`). */

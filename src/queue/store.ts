@@ -5,13 +5,17 @@
  * Structures (halon-core.md §4.2):
  * - by transaction: `txs` maps a transaction id to its live entries (the primary index; an
  *   entry is found by `<transaction>:<queue>` through it, so no second per-entry key string);
- * - ACTIVE: two FIFO lanes, priority 1 picked before priority 0. A JS Set keeps insertion
- *   order and deletes in O(1), which is what a FIFO with removal from the middle needs;
+ * - ACTIVE: per destination (transport, recipient domain, tenant and job: the fields every
+ *   pickup policy and suspend can key on before DNS), two FIFO lanes, priority 1 before 0. A
+ *   JS Set keeps insertion order and deletes in O(1), which is what a FIFO with removal from
+ *   the middle needs. The scheduler serves destinations in turn and parks a destination whose
+ *   key is suspended or throttled as a whole, so entries behind it cost nothing at pickup;
  * - DEFER: a min-heap by `retryts` with lazy deletion (a pair whose entry has left DEFER or
  *   got a new retry time is dropped when it reaches the top; the heap is rebuilt when stale
  *   pairs outnumber live ones);
  * - HOLD, SENDING, UPDATE: sets;
- * - counts per state;
+ * - counts per state, and per quota name (halon-core.md §4.7: count and bytes of the entries
+ *   carrying the name, falling as they leave the queue);
  * - an index by field (value → set of entries) for list and group-by over the exact-match
  *   fields of §4.3 that are worth it (see INDEXED_FIELDS for which and why); the other
  *   exact-match fields, and range fields (size, ts, retry, retryts, metadata, tags, quotas),
@@ -29,7 +33,8 @@
  *   never change while an entry is queued;
  * - `add` compacts the entry (compact.ts: interned strings, shared frozen empty containers):
  *   metadata, quotas, tags and dsn of a queued entry are replaced, never mutated.
- * Events: `subscribe` receives `active()` when entries become ACTIVE and `deferred(retryts)`
+ * Events: `subscribe` receives `active(destination)` when entries of that destination become
+ * ACTIVE and `deferred(retryts)`
  * when an entry enters DEFER, so the scheduler can wake its pickup loop and re-arm its timer.
  * Errors: none thrown.
  */
@@ -92,22 +97,39 @@ export interface StoreOptions {
   indexed?: readonly QueueField[];
 }
 
+/**
+ * The ACTIVE entries of one destination. The store creates it when its first entry becomes
+ * ACTIVE and forgets it when the last one leaves; `sched` belongs to the scheduler.
+ */
+export interface Destination {
+  readonly key: string;
+  /** lanes[1]: priority 1, picked first; lanes[0]: priority 0. Each oldest first. */
+  readonly lanes: readonly [Set<QueueEntry>, Set<QueueEntry>];
+  sched?: unknown;
+}
+
+/** The destination key of an entry: transport, recipient domain (folded), tenant, job. */
+export function destinationKey(e: QueueEntry): string {
+  return `${e.transportid}\u0000${e.recipientaddress.domain.toLowerCase()}\u0000${e.tenantid}\u0000${e.jobid}`;
+}
+
 export interface QueueEvents {
-  /** Entries became ACTIVE (called once per change, maybe for several entries). */
-  active(): void;
+  /** Entries of this destination became ACTIVE (once per change, maybe for several entries). */
+  active(destination: Destination): void;
   /** An entry entered DEFER with this next-retry time. */
   deferred(retryts: number): void;
 }
 
 export class QueueStore {
   private readonly txs = new Map<string, QueueEntry[]>();
-  /** ACTIVE lanes by priority: lanes[1] is picked first. */
-  private readonly lanes: [Set<QueueEntry>, Set<QueueEntry>] = [new Set(), new Set()];
+  /** ACTIVE entries by destination key. */
+  private readonly dests = new Map<string, Destination>();
   private readonly defer = new MinHeap<QueueEntry>();
   private readonly sets: Record<'HOLD' | 'SENDING' | 'UPDATE', Set<QueueEntry>> = { HOLD: new Set(), SENDING: new Set(), UPDATE: new Set() };
   private readonly counts: Record<QueueState, number> = { ACTIVE: 0, DEFER: 0, HOLD: 0, SENDING: 0, UPDATE: 0 };
   private readonly indexed: readonly QueueField[];
   private readonly index = new Map<QueueField, Map<string, Set<QueueEntry>>>();
+  private readonly quotas = new Map<string, { count: number; bytes: number }>();
   private total = 0;
   private events: QueueEvents | undefined;
 
@@ -136,6 +158,7 @@ export class QueueStore {
       this.txs.set(entry.id.transaction, [entry]);
     }
     this.total++;
+    this.countQuotas(entry, 1);
     this.indexEntry(entry, true);
     this.place(entry);
   }
@@ -172,6 +195,7 @@ export class QueueStore {
     list.splice(at, 1);
     if (list.length === 0) this.txs.delete(entry.id.transaction);
     this.total--;
+    this.countQuotas(entry, -1);
     return true;
   }
 
@@ -210,6 +234,24 @@ export class QueueStore {
     return this.counts[state];
   }
 
+  /** Entries carrying this quota name and their bytes (0/0 for an unknown name). */
+  quota(name: string): { count: number; bytes: number } {
+    const q = this.quotas.get(name);
+    return q ? { ...q } : { count: 0, bytes: 0 };
+  }
+
+  private countQuotas(entry: QueueEntry, sign: 1 | -1): void {
+    for (let i = 0; i < entry.quotas.length; i++) {
+      const name = entry.quotas[i];
+      if (entry.quotas.indexOf(name) !== i) continue; // a name listed twice counts once
+      let q = this.quotas.get(name);
+      if (!q) this.quotas.set(name, (q = { count: 0, bytes: 0 }));
+      q.count += sign;
+      q.bytes += sign * entry.size;
+      if (q.count <= 0) this.quotas.delete(name);
+    }
+  }
+
   /** Every live entry (transaction order, then queue order within a transaction as added). */
   *values(): IterableIterator<QueueEntry> {
     for (const list of this.txs.values()) yield* list;
@@ -220,8 +262,18 @@ export class QueueStore {
    * entries out of ACTIVE while iterating; entries that become ACTIVE meanwhile come later.
    */
   *active(): IterableIterator<QueueEntry> {
-    yield* this.lanes[1];
-    yield* this.lanes[0];
+    for (const d of [...this.dests.values()]) yield* d.lanes[1];
+    for (const d of [...this.dests.values()]) yield* d.lanes[0];
+  }
+
+  /** The destinations with ACTIVE entries (insertion order). */
+  destinations(): IterableIterator<Destination> {
+    return this.dests.values();
+  }
+
+  /** Number of destinations with ACTIVE entries. */
+  get destinationCount(): number {
+    return this.dests.size;
   }
 
   /**
@@ -306,6 +358,7 @@ export class QueueStore {
   /** Move every DEFER entry due at `now` to ACTIVE; returns how many moved. */
   promoteDue(now: number): number {
     let moved = 0;
+    const touched = new Set<Destination>();
     for (;;) {
       this.dropStaleTop();
       const t = this.defer.peekTime();
@@ -314,11 +367,11 @@ export class QueueStore {
       this.defer.pop();
       this.counts.DEFER--;
       entry.state = 'ACTIVE';
-      this.lanes[entry.priority === 1 ? 1 : 0].add(entry);
+      touched.add(this.activate(entry));
       this.counts.ACTIVE++;
       moved++;
     }
-    if (moved > 0) this.events?.active();
+    for (const d of touched) this.events?.active(d);
     return moved;
   }
 
@@ -342,8 +395,11 @@ export class QueueStore {
     this.counts[entry.state]++;
     switch (entry.state) {
       case 'ACTIVE':
-        this.lanes[entry.priority === 1 ? 1 : 0].add(entry);
-        this.events?.active();
+      {
+        // Not inside the optional call: `events?.active(x)` skips evaluating x when unsubscribed.
+        const d = this.activate(entry);
+        this.events?.active(d);
+      }
         return;
       case 'DEFER':
         this.defer.push(entry.retryts, entry);
@@ -362,10 +418,15 @@ export class QueueStore {
   private unplace(entry: QueueEntry): void {
     this.counts[entry.state]--;
     switch (entry.state) {
-      case 'ACTIVE':
-        this.lanes[0].delete(entry);
-        this.lanes[1].delete(entry);
+      case 'ACTIVE': {
+        const key = destinationKey(entry);
+        const d = this.dests.get(key);
+        if (!d) return;
+        d.lanes[0].delete(entry);
+        d.lanes[1].delete(entry);
+        if (d.lanes[0].size === 0 && d.lanes[1].size === 0) this.dests.delete(key);
         return;
+      }
       case 'DEFER':
         // Lazy: the heap pair goes stale (state or retryts no longer match) and is dropped later.
         this.compactIfStale();
@@ -378,6 +439,18 @@ export class QueueStore {
       default:
         assertNever(entry.state);
     }
+  }
+
+  /** Put an ACTIVE entry at the end of its destination's lane; returns the destination. */
+  private activate(entry: QueueEntry): Destination {
+    const key = destinationKey(entry);
+    let d = this.dests.get(key);
+    if (!d) {
+      d = { key, lanes: [new Set(), new Set()] };
+      this.dests.set(key, d);
+    }
+    d.lanes[entry.priority === 1 ? 1 : 0].add(entry);
+    return d;
   }
 
   private live(time: number, entry: QueueEntry): boolean {

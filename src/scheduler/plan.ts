@@ -13,6 +13,10 @@
  * - Envelope: `Try({sender})` and `Try({recipient})` override per attempt; DSN parameters
  *   (RFC 3461) come from the entries; ENVID and RET are per transaction.
  * - The equal-preference MX shuffle is seeded by the transaction id and the retry count (D4).
+ * - Traffic shaping (the admission of pickup): the source address pickup counted the attempt
+ *   against is the only one used (when it is among the sources), the hop it counted first is
+ *   tried first, and the matching smtpd-delivery.yaml settings override the transport and
+ *   Try() (halon-core.md §4.6): `tls.mode`, `tls.protocols`, `pooling`, `timeout`.
  * Errors: `{ error }` when the transport does not exist or a source id is unknown — a
  * temporary 'config' failure, since an operator can fix it by reloading.
  */
@@ -21,7 +25,9 @@ import type { RunningConfig, TransportConfig, TransportGroupConfig } from '../co
 import type { QueueEntry } from '../model/types';
 import type { TryOptions } from '../hooks/types';
 import { DEFAULT_RETRY_INTERVALS } from '../config/running';
-import { clientTlsMode, type AttemptPlan } from '../delivery/attempt';
+import { clientTlsMode, type AttemptPlan, type TlsVersionName } from '../delivery/attempt';
+import type { DeliverySettings } from '../config/queue-files';
+import type { Admission } from './run';
 import type { RetryPolicy } from '../queue/retry';
 
 export interface ResolvedTransport {
@@ -53,6 +59,7 @@ export interface PlanInput {
   options: TryOptions;
   body: Buffer;
   hostname: string;
+  admission?: Admission;
 }
 
 export type PlanResult = { plan: AttemptPlan; transport: ResolvedTransport } | { error: string };
@@ -84,7 +91,51 @@ export function buildPlan(input: PlanInput): PlanResult {
   if (o.timeout) plan.timeouts = o.timeout;
   if (first.dsn.envid !== undefined) plan.envid = first.dsn.envid;
   if (first.dsn.ret !== undefined) plan.ret = first.dsn.ret;
+  if (input.admission) admit(plan, input.admission);
   return { plan, transport: found };
+}
+
+/** Apply pickup's admission: its source address and hop, and the delivery settings. */
+function admit(plan: AttemptPlan, a: Admission): void {
+  const { localip, remotemx, remoteip } = a.facts;
+  if (localip !== '') {
+    const only = plan.sources.filter((s) => s.address === localip);
+    if (only.length > 0) plan.sources = only;
+  }
+  if (remoteip !== '') plan.prefer = { remotemx, remoteip };
+  applySettings(plan, a.settings);
+}
+
+export function applySettings(plan: AttemptPlan, s: DeliverySettings): void {
+  if (s.tls?.mode !== undefined) plan.tls = clientTlsMode(s.tls.mode);
+  if (s.tls?.protocols !== undefined) {
+    const range = protocolRange(s.tls.protocols);
+    if (range) plan.tlsVersions = range;
+  }
+  if (s.pooling) plan.pooling = { ...s.pooling };
+  if (s.timeout) {
+    const t: NonNullable<AttemptPlan['timeouts']> = { ...(plan.timeouts ?? {}) };
+    if (s.timeout.connect !== undefined) t.connect = s.timeout.connect;
+    for (const [state, v] of Object.entries(s.timeout.smtp ?? {})) if (v !== undefined) (t as Record<string, number>)[state] = v;
+    plan.timeouts = t;
+  }
+}
+
+const VERSIONS: readonly TlsVersionName[] = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+
+/**
+ * An OpenSSL-style protocol list (`!SSLv2,!SSLv3,!TLSv1,!TLSv1.1`, or `TLSv1.2,TLSv1.3`) as
+ * the lowest and highest TLS version allowed: listed versions when any is listed without `!`,
+ * else every version not excluded. SSL versions are never offered. undefined = nothing allowed
+ * (the config then leaves the default range).
+ */
+export function protocolRange(text: string): { min: TlsVersionName; max: TlsVersionName } | undefined {
+  const tokens = text.split(',').map((t) => t.trim()).filter(Boolean);
+  const plus = tokens.filter((t) => !t.startsWith('!'));
+  const minus = new Set(tokens.filter((t) => t.startsWith('!')).map((t) => t.slice(1)));
+  const allowed = VERSIONS.filter((v) => (plus.length > 0 ? plus.includes(v) : true) && !minus.has(v));
+  if (allowed.length === 0) return undefined;
+  return { min: allowed[0], max: allowed[allowed.length - 1] };
 }
 
 function hasRcptDsn(e: QueueEntry): boolean {

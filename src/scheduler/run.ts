@@ -26,6 +26,8 @@ import type { Json, Spool } from '../spool/types';
 import type { DeliveryHooks, PostDeliveryOutcome } from '../hooks/delivery';
 import type { DeliveryDsnInfo, TryOptions } from '../hooks/types';
 import type { AttemptPlan, AttemptReport, RecipientReport } from '../delivery/attempt';
+import type { DeliverySettings } from '../config/queue-files';
+import type { Facts, Ticket } from '../shaping/types';
 import type { NextHopResolver } from '../delivery/nexthop';
 import { encodeEntry } from '../queue/codec';
 import type { QueueStore } from '../queue/store';
@@ -58,6 +60,19 @@ export interface RunContext {
   hostname: string;
   newId: () => string;
   now: () => number;
+  /** The grouping of a destination (the shaping engine's); default per `queues.grouping.default` only. */
+  groupingOf?: (recipientdomain: string, remotemx: string, remoteip: string) => string;
+}
+
+/**
+ * What pickup decided for this attempt (traffic shaping): the facts it was admitted with
+ * (source address, remote MX and address it was counted against), the policies applied, and
+ * the delivery settings of smtpd-delivery.yaml that match.
+ */
+export interface Admission {
+  facts: Facts;
+  ticket?: Ticket;
+  settings: DeliverySettings;
 }
 
 /** Seconds an entry waits when its new state could not be written. */
@@ -66,6 +81,7 @@ const WRITE_FAILURE_DELAY = 300;
 /** One entry in flight. */
 interface Item {
   entry: QueueEntry;
+  admission?: Admission;
   context: Record<string, unknown>;
   /** Metadata set by a hook (SetMetaData), to be persisted with the next state. */
   metadata?: Record<string, string>;
@@ -81,8 +97,8 @@ interface Decided extends Item {
   dsn?: Omit<DsnFacts, 'entry'>;
 }
 
-export async function runGroup(ctx: RunContext, entries: readonly QueueEntry[]): Promise<void> {
-  const items: Item[] = entries.map((entry) => ({ entry, context: {} }));
+export async function runGroup(ctx: RunContext, entries: readonly QueueEntry[], admission?: Admission): Promise<void> {
+  const items: Item[] = entries.map((entry) => ({ entry, context: {}, ...(admission ? { admission } : {}) }));
   const pre = await Promise.all(items.map((it) => predelivery(ctx, it)));
   const tries: Array<{ item: Item; options: TryOptions }> = [];
   const done: Decided[] = [];
@@ -93,7 +109,7 @@ export async function runGroup(ctx: RunContext, entries: readonly QueueEntry[]):
         tries.push({ item, options: o.options });
         return;
       case 'Queue': {
-        const policy = retryPolicyOf(ctx.config, item.entry.transportid);
+        const policy = retryOf(ctx, item);
         done.push({ ...item, disposition: queueDisposition(item.entry, checkTransport(ctx, item.entry, o.options), policy, ctx.now()), expired: false });
         return;
       }
@@ -128,8 +144,8 @@ async function predelivery(ctx: RunContext, item: Item) {
 /** Entries that predelivery bounced or deleted: postdelivery runs without an attempt. */
 async function skipped(ctx: RunContext, item: Item, kind: 'bounce' | 'delete', reason: string | undefined): Promise<Decided> {
   const def = defaultAction(kind, false);
-  const chosen = await postdelivery(ctx, item, { def, expired: false, grouping: grouping(ctx.config, item.entry, '') });
-  const policy = retryPolicyOf(ctx.config, item.entry.transportid);
+  const chosen = await postdelivery(ctx, item, { def, expired: false, grouping: groupingFor(ctx, item, '', '') });
+  const policy = retryOf(ctx, item);
   const disposition = dispose(item.entry, def, chosen, policy, ctx.now());
   // Taking the default keeps predelivery's reason (for the log and the DSN).
   if (chosen.action === 'Default' && reason !== undefined && disposition.kind !== 'delivered') disposition.reason = reason;
@@ -168,7 +184,8 @@ async function attemptPart(ctx: RunContext, part: Array<{ item: Item; options: T
   if (!body) {
     report = failedReport(entries.length, { temporary: true, type: 'spool', message: 'message body could not be read from the spool' });
   } else {
-    const planned = buildPlan({ config: ctx.config, entries, recipients: part.map((p) => p.options.recipient ?? p.item.entry.recipient), options: part[0].options, body, hostname: ctx.hostname });
+    const admission = part[0].item.admission;
+    const planned = buildPlan({ config: ctx.config, entries, recipients: part.map((p) => p.options.recipient ?? p.item.entry.recipient), options: part[0].options, body, hostname: ctx.hostname, ...(admission ? { admission } : {}) });
     report = 'error' in planned
       ? failedReport(entries.length, { temporary: true, type: 'config', message: planned.error })
       : await ctx.agent.attempt(planned.plan, ctx.resolver);
@@ -185,12 +202,12 @@ function failedReport(n: number, error: NonNullable<RecipientReport['error']>): 
 async function decide(ctx: RunContext, item: Item, report: AttemptReport, r: RecipientReport): Promise<Decided> {
   const e = item.entry;
   const now = ctx.now();
-  const policy = retryPolicyOf(ctx.config, e.transportid);
+  const policy = retryOf(ctx, item);
   const kind: AttemptKind = r.outcome;
   const expired = kind === 'temporary' && isExpired(policy, e, now);
   const def = defaultAction(kind, expired);
   const dsnInfo = dsnInfoFor(def, r, expired);
-  const chosen = await postdelivery(ctx, item, { def, expired, grouping: grouping(ctx.config, e, report.remotemx), report, recipient: r, ...(dsnInfo ? { dsn: dsnInfo } : {}) });
+  const chosen = await postdelivery(ctx, item, { def, expired, grouping: groupingFor(ctx, item, report.remotemx, report.remoteip), report, recipient: r, ...(dsnInfo ? { dsn: dsnInfo } : {}) });
   const disposition = dispose(e, def, chosen, policy, now);
   const d: Decided = { ...item, disposition, report, recipient: r, expired };
   d.dsn = dsnFor(disposition, r, expired, report, now, policy, e);
@@ -241,7 +258,7 @@ async function postdelivery(ctx: RunContext, item: Item, f: PostFacts): Promise<
       expired: f.expired,
       ...(f.def ? { action: f.def } : {}),
       grouping: f.grouping,
-      policy: { tags: [], policies: [] },
+      policy: { tags: [...(item.admission?.ticket?.tags ?? [])], policies: [...(item.admission?.ticket?.policies ?? [])] },
       ...(f.report && f.recipient ? { attempt: hookAttempt(f.report, f.recipient) } : {}),
       ...(f.dsn ? { dsn: f.dsn } : {}),
       queue: {},
@@ -273,12 +290,32 @@ function checkTransport<T extends { transportid?: string }>(ctx: RunContext, e: 
   return rest as T;
 }
 
-/** Halon's `grouping` field as far as it is known without the traffic-shaping engine. */
-function grouping(config: RunningConfig, e: QueueEntry, remotemx: string): string {
-  const def = config.queues.grouping?.default;
-  if (def === 'recipientdomain') return e.recipientaddress.domain;
-  if (def === 'remotemx') return remotemx;
+/**
+ * Halon's `grouping` field for where an attempt went (or, without an attempt, where pickup
+ * counted it): `&id` of the matching groupings[] item, else per `queues.grouping.default`.
+ */
+function groupingFor(ctx: RunContext, item: Item, remotemx: string, remoteip: string): string {
+  const f = item.admission?.facts;
+  const mx = remotemx || f?.remotemx || '';
+  const ip = remoteip || f?.remoteip || '';
+  const domain = item.entry.recipientaddress.domain.toLowerCase();
+  if (ctx.groupingOf) return ctx.groupingOf(domain, mx, ip);
+  const def = ctx.config.queues.grouping?.default;
+  if (def === 'recipientdomain') return domain;
+  if (def === 'remotemx') return mx;
   return '';
+}
+
+/**
+ * The retry policy of an entry: its transport group's, with `retry.count`/`retry.intervals`
+ * of the matching smtpd-delivery.yaml settings over it (`retry.during` is not overridable,
+ * halon-core.md §4.6).
+ */
+function retryOf(ctx: RunContext, item: Item): RetryPolicy {
+  const base = retryPolicyOf(ctx.config, item.entry.transportid);
+  const r = item.admission?.settings.retry;
+  if (!r || (r.count === undefined && r.intervals === undefined)) return base;
+  return { ...base, ...(r.count !== undefined ? { count: r.count } : {}), ...(r.intervals !== undefined ? { intervals: r.intervals } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,7 +393,7 @@ async function settle(ctx: RunContext, d: Decided, dsnFailed: boolean): Promise<
     action: logAction(disposition),
     ...(disposition.kind === 'queue' ? { state: disposition.state } : {}),
     retry: e.retry,
-    grouping: grouping(ctx.config, e, d.report?.remotemx ?? ''),
+    grouping: groupingFor(ctx, d, d.report?.remotemx ?? '', d.report?.remoteip ?? ''),
     ...(d.report ? { report: d.report } : {}),
     ...(d.recipient ? { recipient: d.recipient } : {}),
     ...('reason' in disposition && disposition.reason !== undefined ? { reason: disposition.reason } : {}),
@@ -380,7 +417,7 @@ async function write(ctx: RunContext, d: Decided, disposition: Disposition): Pro
         transportid: disposition.transportid,
         metadata: d.metadata ?? e.metadata,
         // The attempt's hop travels in the same spool write as the new state (no extra fsync).
-        ...(d.report ? hopOf(ctx.config, e, d.report) : {}),
+        ...(d.report ? hopOf(ctx, d, d.report) : {}),
       };
       await ctx.spool.update(e.id.transaction, e.id.queue, encodeEntry({ ...e, ...patch }) as Json);
       ctx.store.update(e, patch);
@@ -396,12 +433,12 @@ async function write(ctx: RunContext, d: Decided, disposition: Disposition): Pro
  * grouping exist after DNS resolution). '' for what the attempt did not reach (a DNS failure
  * has no remoteip, a fixed server no remotemx).
  */
-function hopOf(config: RunningConfig, e: QueueEntry, report: AttemptReport): Pick<QueueEntry, 'localip' | 'remotemx' | 'remoteip' | 'grouping'> {
+function hopOf(ctx: RunContext, item: Item, report: AttemptReport): Pick<QueueEntry, 'localip' | 'remotemx' | 'remoteip' | 'grouping'> {
   return {
     localip: report.connection?.localip ?? '',
     remotemx: report.remotemx,
     remoteip: report.remoteip,
-    grouping: grouping(config, e, report.remotemx),
+    grouping: groupingFor(ctx, item, report.remotemx, report.remoteip),
   };
 }
 

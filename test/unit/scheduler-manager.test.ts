@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QueueStore } from '../../src/queue/store';
 import { QueueManager } from '../../src/scheduler/manager';
-import type { PickupFilter } from '../../src/scheduler/pickup';
+import type { Facts, ShapingEngine, Ticket, Verdict, WakeScope } from '../../src/shaping/types';
 import type { AttemptPlan, AttemptReport, RecipientReport } from '../../src/delivery/attempt';
 import type { RunningConfig } from '../../src/config/types';
 import type { AcceptedTransaction, QueueEntry } from '../../src/model/types';
@@ -67,7 +67,7 @@ interface Harness {
   committed: AcceptedTransaction[];
 }
 
-function harness(opts: { agent?: FakeAgent; total?: number; filter?: PickupFilter; intervals?: Array<{ interval: number; notify: boolean }> } = {}): Harness {
+function harness(opts: { agent?: FakeAgent; total?: number; shaping?: ShapingEngine; intervals?: Array<{ interval: number; notify: boolean }> } = {}): Harness {
   const store = new QueueStore();
   const agent = opts.agent ?? new FakeAgent();
   const writes: Harness['writes'] = [];
@@ -88,7 +88,7 @@ function harness(opts: { agent?: FakeAgent; total?: number; filter?: PickupFilte
     log: silent,
     hostname: 'mx.test',
     newId: tx,
-    ...(opts.filter ? { pickupFilter: opts.filter } : {}),
+    ...(opts.shaping ? { shaping: opts.shaping } : {}),
   });
   return { store, manager, agent, writes, committed };
 }
@@ -183,20 +183,63 @@ test('a permanent failure is removed and bounced only when the group has a dsn t
   await h.manager.stop(1000);
 });
 
-test('entries the pickup filter skips stay ACTIVE; HOLD is never picked', async () => {
-  const released: string[] = [];
-  const filter: PickupFilter = { check: (e) => (e.recipient.startsWith('skip') ? 'skip' : 'ok'), release: (es) => released.push(...es.map((e) => e.recipient)) };
-  const h = harness({ filter });
-  h.store.add(entry(tx(), 1, 'skip@example.org'));
+/** A shaping engine that suspends the domains in `suspended` (until woken) and counts tickets. */
+class FakeShaping {
+  suspended = new Set<string>();
+  admitted: Facts[] = [];
+  released = 0;
+  private wake: (s: WakeScope) => void = () => {};
+  admit(facts: Facts): Verdict {
+    if (this.suspended.has(facts.recipientdomain)) return { ok: false, reason: 'suspend' };
+    this.admitted.push(facts);
+    const ticket: Ticket = { policies: [], tags: ['t1'] };
+    return { ok: true, ticket };
+  }
+  release(): void {
+    this.released++;
+  }
+  lift(domain: string): void {
+    this.suspended.delete(domain);
+    this.wake('all');
+  }
+  onWake(fn: (s: WakeScope) => void): void {
+    this.wake = fn;
+  }
+  needsRouting(): boolean {
+    return false;
+  }
+  groupingOf(domain: string): string {
+    return domain;
+  }
+  deliverySettings() {
+    return {};
+  }
+  nextExpiry(): number | undefined {
+    return undefined;
+  }
+  sweep(): void {}
+}
+
+test('a suspended destination stays ACTIVE and is not attempted; it goes once the suspend is lifted; HOLD is never picked', async () => {
+  const shaping = new FakeShaping();
+  shaping.suspended.add('skip.example');
+  const h = harness({ shaping: shaping as unknown as ShapingEngine });
+  h.store.add(entry(tx(), 1, 'a@skip.example'));
+  h.store.add(entry(tx(), 1, 'b@skip.example'));
   h.store.add(entry(tx(), 1, 'held@example.org', { state: 'HOLD' }));
   h.store.add(entry(tx(), 1, 'go@example.org'));
   h.manager.start();
-  await settle(h, () => h.agent.plans.length === 1 && h.store.size === 2);
+  await settle(h, () => h.agent.plans.length === 1 && h.store.size === 3);
   await new Promise((r) => setTimeout(r, 30));
   assert.deepEqual(h.agent.plans.map((p) => p.recipients[0].address), ['go@example.org']);
-  assert.equal(h.store.count('ACTIVE'), 1);
+  assert.equal(h.store.count('ACTIVE'), 2);
   assert.equal(h.store.count('HOLD'), 1);
-  assert.deepEqual(released, ['go@example.org']);
+  assert.equal(h.manager.stats().parked, 1, 'the whole destination is parked, not each entry');
+  assert.equal(shaping.released, 1, 'the ticket of the finished attempt was given back');
+  shaping.lift('skip.example');
+  await settle(h, () => h.store.size === 1);
+  assert.deepEqual(h.agent.plans.map((p) => p.recipients[0].address).sort(), ['a@skip.example', 'b@skip.example', 'go@example.org']);
+  assert.equal(shaping.released, 3);
   await h.manager.stop(1000);
 });
 
