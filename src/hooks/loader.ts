@@ -15,7 +15,8 @@
  * - Every module reached by a relative or absolute path (the hook and its own helpers, `.ts` or
  *   `.js`) is compiled by this loader into a `node:module` Module that lives in a per-generation
  *   cache, never in Node's global `require.cache`. Bare specifiers (`node:dns`, npm packages)
- *   go to Node's ordinary `require`, resolved from the hook file's folder.
+ *   go to Node's ordinary `require`, resolved from the hook file's folder; `halyard` is the
+ *   daemon's own package (src/index.ts), so hooks call the running daemon's functions.
  *
  * Invariants: one `HookModuleLoader` is one generation: a file required twice in a generation
  * (two hooks sharing a helper) is one module instance, as in Node. A reload makes a new loader,
@@ -118,6 +119,8 @@ export class HookModuleLoader {
 
   /** The `require` a hook module sees: local paths through this loader, the rest through Node. */
   private requireFrom(parent: InternalModule, request: string): unknown {
+    // The package itself: hooks call the daemon's own functions (queue_suspend, memory_*, …).
+    if (request === 'halyard') return require('../index');
     if (!isPathRequest(request)) return NodeModule.prototype.require.call(parent, request);
     const target = resolveLocal(dirname(parent.filename), request);
     if (!target) {
