@@ -17,10 +17,13 @@ import { buildCondition, CONDITION_FLAGS, isConditionFlag } from './conditions';
 import { single, UsageError, type OptionSpec, type ParsedArgs } from './options';
 import { flattenMessage, openMetrics, textLines } from './stats-format';
 import { QUEUE_SUBCOMMANDS } from './queue-commands';
+import { SHAPING_SUBCOMMANDS } from './shaping-commands';
 
 export interface Output {
   out(text: string): void;
   err(text: string): void;
+  /** Raw bytes on stdout (an exported message); falls back to `out` as latin1 text when absent. */
+  bytes?(data: Buffer): void;
 }
 
 export interface Subcommand {
@@ -198,7 +201,7 @@ const resolverClear: Subcommand = {
   },
 };
 
-/** Every subcommand; `queue import/export/quota` and `queue suspend|policy add/list/delete` join here. */
+/** Every subcommand. */
 export const SUBCOMMANDS: readonly Subcommand[] = [
   processStats,
   reload(['config', 'reload'], 'configReload', 'smtpd-app.yaml (with hooks and certificates)'),
@@ -211,6 +214,7 @@ export const SUBCOMMANDS: readonly Subcommand[] = [
   memoryList,
   resolverClear,
   ...QUEUE_SUBCOMMANDS,
+  ...SHAPING_SUBCOMMANDS,
 ];
 
 /** The subcommand named by the longest matching run of leading words. */
