@@ -45,6 +45,8 @@ export interface ControlDaemonParts {
   queue?: QueueControl;
   shaping?: ShapingControl;
   resolverClear?: (domain?: string) => number | Promise<number>;
+  /** Traffic-shaping figures for process-stats (`queue.policy`). */
+  policyStats?: () => NonNullable<NonNullable<StatsInput['queue']>['policy']>;
   /** Put a reloaded queue file into effect. */
   apply?: { policy?(c: PolicyConfig): void; suspend?(c: SuspendConfig): void; delivery?(c: DeliveryConfig): void };
 }
@@ -84,6 +86,7 @@ function stats(parts: ControlDaemonParts): StatsInput {
       defer: parts.store.count('DEFER'),
       hold: parts.store.count('HOLD'),
       update: parts.store.count('UPDATE'),
+      ...(parts.policyStats ? { policy: parts.policyStats() } : {}),
     },
   };
 }

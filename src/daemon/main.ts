@@ -9,7 +9,7 @@
  * exit 0. Exit 1 with every error listed when the configuration is invalid.
  */
 import os from 'node:os';
-import { groupingIds, loadStartupConfig, loadSuspendConfig, testConfig } from '../config/load';
+import { groupingIds, loadDeliveryConfig, loadPolicyConfig, loadStartupConfig, loadSuspendConfig, testConfig } from '../config/load';
 import { ConfigInvalidError, type ConfigError, type RunningConfig, type StartupConfig } from '../config/types';
 import { openSpool } from '../spool/journal';
 import type { Spool } from '../spool/types';
@@ -17,7 +17,10 @@ import { QueueStore } from '../queue/store';
 import { DeliveryAgent } from '../delivery/attempt';
 import { Resolver } from '../delivery/resolver';
 import { QueueManager } from '../scheduler/manager';
-import { staticSuspendFilter } from '../scheduler/pickup';
+import { createShapingEngine } from '../shaping/engine';
+import type { ShapingEngine } from '../shaping/types';
+import { bindHookServices } from '../hooks/services';
+import { InProcessMemoryStore } from '../hooks/memory';
 import { SmtpServer } from '../smtp/server';
 import { makeIdGenerator } from '../util/ids';
 import { createLogger, type Logger } from '../util/log';
@@ -26,6 +29,7 @@ import { loadSnapshot, RuntimeHolder } from './runtime';
 import { parseArgs, USAGE } from './args';
 import { startControlSocket } from '../control/daemon'; // control socket (issue 5)
 import { queueControl } from '../control/queue'; // queue commands of the control socket (issue 5)
+import { shapingControl } from '../control/shaping'; // suspend and policy commands (issue 4/5)
 import { startMonitor } from '../http/monitor-daemon'; // monitor listener (issue 6)
 import { startSubmissionServer } from '../http/submission-daemon'; // HTTP submission (issue 6)
 import type { SubmissionServer } from '../http/submission'; // HTTP submission (issue 6)
@@ -36,6 +40,7 @@ export interface Daemon {
   store: QueueStore;
   spool: Spool;
   manager: QueueManager;
+  shaping: ShapingEngine;
   servers: SmtpServer[];
   shutdown(reason: string): Promise<void>;
 }
@@ -94,9 +99,26 @@ function resolverCache(): (config: RunningConfig) => Resolver {
   };
 }
 
-function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string): QueueManager {
+/**
+ * The traffic-shaping engine with the three queue files (smtpd-policy.yaml, smtpd-suspend.yaml,
+ * smtpd-delivery.yaml) and the groupings of the running configuration. A file that is invalid
+ * at start stops the start with every error (as smtpd-app.yaml does); later each reloads on its
+ * own through the control socket.
+ */
+function startShaping(startup: StartupConfig, runtime: RuntimeHolder): ShapingEngine {
   const config = runtime.current.config;
-  const suspends = loadSuspendConfig(startup.environment.suspendconf, { groupings: groupingIds(config) });
+  const opts = { groupings: groupingIds(config) };
+  const env = startup.environment;
+  const shaping = createShapingEngine();
+  shaping.setGrouping(config.queues.grouping);
+  shaping.setPolicies(loadPolicyConfig(env.policyconf, opts));
+  shaping.setSuspends(loadSuspendConfig(env.suspendconf, opts));
+  shaping.setDelivery(loadDeliveryConfig(env.deliveryconf, opts));
+  return shaping;
+}
+
+function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string, shaping: ShapingEngine): QueueManager {
+  const config = runtime.current.config;
   const queues = config.queues;
   const manager = new QueueManager({
     store,
@@ -108,7 +130,7 @@ function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spo
     log,
     hostname: startup.environment.hostname || os.hostname(),
     newId,
-    pickupFilter: staticSuspendFilter(suspends, (fields, msg) => log.warn(fields, msg)),
+    shaping,
   });
   manager.start();
   return manager;
@@ -129,7 +151,16 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const loaded = await ingress.recover();
   log.info({ path: startup.spool.path, ...loaded }, 'spool loaded');
   const newId = makeIdGenerator(startup.environment.uuid.version);
-  const manager = startManager(startup, runtime, spool, store, ingress, log, newId);
+  const shaping = startShaping(startup, runtime);
+  const memory = new InProcessMemoryStore();
+  bindHookServices({ shaping, memory, quota: (name) => store.quota(name) });
+  const manager = startManager(startup, runtime, spool, store, ingress, log, newId, shaping);
+  // A new smtpd-app.yaml may bring other groupings; every destination is looked at again.
+  runtime.onReload((snap) => {
+    shaping.setGrouping(snap.config.queues.grouping);
+    manager.clearRoutes();
+    manager.wake();
+  });
   const servers: SmtpServer[] = [];
   const httpServers: SubmissionServer[] = []; // HTTP submission (issue 6)
   for (const s of startup.servers) {
@@ -158,7 +189,19 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   // (the socket folder and its group may need root); a socket that cannot be set up is logged
   // and the daemon runs on without it. Closed first at shutdown (below).
   const queue = queueControl({ store, spool, ingress, manager, config: () => runtime.current.config, hostname: startup.environment.hostname || os.hostname(), newId, log });
-  const control = await startControlSocket({ startup, runtime, store, servers, log, queue });
+  const control = await startControlSocket({
+    startup, runtime, store, servers, log, queue, memory,
+    shaping: shapingControl(shaping),
+    policyStats: () => {
+      const st = shaping.stats(Date.now());
+      return { concurrency: st.concurrency, rate: st.rate, dynamic: st.dynamic };
+    },
+    apply: {
+      policy: (c) => shaping.setPolicies(c),
+      suspend: (c) => shaping.setSuspends(c),
+      delivery: (c) => shaping.setDelivery(c),
+    },
+  });
   // ---- end control socket
   monitor?.attach({ store, spool, servers }); // monitor listener (issue 6)
   dropPrivileges(startup, log);
@@ -180,7 +223,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   };
   monitor?.server.markReady(); // monitor listener (issue 6): spool loaded, every listener bound
   log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
-  return { startup, runtime, store, spool, manager, servers, shutdown };
+  return { startup, runtime, store, spool, manager, shaping, servers, shutdown };
 }
 
 export async function main(argv: string[]): Promise<number> {

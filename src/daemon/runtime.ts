@@ -50,12 +50,18 @@ export function loadSnapshot(startup: StartupConfig, log: Logger, generation: nu
 
 export class RuntimeHolder {
   private snapshot: RuntimeSnapshot;
+  private readonly listeners: Array<(snapshot: RuntimeSnapshot) => void> = [];
 
   constructor(
     private readonly startup: StartupConfig,
     private readonly log: Logger,
   ) {
     this.snapshot = loadSnapshot(startup, log, 1);
+  }
+
+  /** Called with each new snapshot after a successful reload. */
+  onReload(fn: (snapshot: RuntimeSnapshot) => void): void {
+    this.listeners.push(fn);
   }
 
   get current(): RuntimeSnapshot {
@@ -72,6 +78,13 @@ export class RuntimeHolder {
   reload(): ReloadResult {
     try {
       this.snapshot = loadSnapshot(this.startup, this.log, this.snapshot.generation + 1);
+      for (const fn of this.listeners) {
+        try {
+          fn(this.snapshot);
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'applying the reloaded configuration failed in part');
+        }
+      }
       this.log.info({ generation: this.snapshot.generation, file: this.startup.environment.appconf }, 'running configuration reloaded');
       return { ok: true, generation: this.snapshot.generation };
     } catch (err) {

@@ -69,6 +69,8 @@ export interface SinkTransaction {
   rcpts: SinkEnvelopeAddress[];
   /** The message after un-stuffing, ending with the CRLF before the final dot. */
   data: Buffer;
+  /** When the data was complete (Date.now()). */
+  at: number;
 }
 
 export class SmtpSink {
@@ -77,6 +79,8 @@ export class SmtpSink {
   sessions = 0;
   concurrent = 0;
   maxConcurrent = 0;
+  /** When each session was accepted (Date.now()), in order. */
+  readonly sessionStarts: number[] = [];
   /** Commands read while already buffered (the client did not wait for a reply). */
   pipelined = 0;
   readonly transactions: SinkTransaction[] = [];
@@ -123,6 +127,7 @@ export class SmtpSink {
 
   private async session(raw: net.Socket): Promise<void> {
     const id = ++this.sessions;
+    this.sessionStarts.push(Date.now());
     this.concurrent++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
     this.sockets.add(raw);
@@ -296,7 +301,7 @@ class Session {
     if (!(await this.before('EOD'))) return false;
     const tx = this.tx;
     this.tx = { rcpts: [] };
-    this.sink.transactions.push({ session: this.id, helo: this.helo, tls: this.secured, mail: tx.mail!, rcpts: tx.rcpts, data });
+    this.sink.transactions.push({ session: this.id, helo: this.helo, tls: this.secured, mail: tx.mail!, rcpts: tx.rcpts, data, at: Date.now() });
     if (!this.o.lmtp) return this.reply(this.o.replies?.EOD ?? '250 2.0.0 Ok: queued');
     for (const r of tx.rcpts) {
       if (!this.reply(lookup(this.o.lmtpReplies, r.address) ?? this.o.replies?.EOD ?? '250 2.0.0 Ok')) return false;
