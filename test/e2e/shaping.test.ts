@@ -11,6 +11,7 @@ import path from 'node:path';
 import { BIN, defaultSmtpd, message, run, sendRaw, startDaemon, writeConfig, type ConfigSet, type Daemon } from './harness';
 import { deliveryApp, fixed, waitUntil } from './delivery-support';
 import { SmtpSink, makeSelfSignedCert, type SinkTransaction } from '../support/smtp-sink';
+import { TestDnsServer } from '../support/dns-server';
 
 function config(app: string, files: Record<string, string>): ConfigSet {
   return writeConfig({ smtpd: defaultSmtpd(), app, files, deliver: true });
@@ -293,4 +294,38 @@ test('postdelivery sees the policies applied; queue_policy from the hook throttl
   assert.match(bad.stderr, /smtpd-policy\.yaml not reloaded \(2 errors\)/);
   assert.match(bad.stderr, /policies\.0\.fields\.0: must be one of: tenantid/);
   assert.match(bad.stderr, /policies\.0\.default\.rate: invalid rate "fast"/);
+});
+
+test('groupings by remote MX: a suspend of &id holds every domain hosted there (looked up at pickup), others flow; the grouping reaches the log', async (t) => {
+  const sink = await SmtpSink.start();
+  t.after(() => sink.close());
+  const dns = await TestDnsServer.start({
+    'one.test': { MX: [{ preference: 10, exchange: 'mx.hosted.test' }] },
+    'two.test': { MX: [{ preference: 10, exchange: 'mx.hosted.test' }] },
+    'mx.hosted.test': { A: ['127.0.0.1'] },
+    'elsewhere.test': { MX: [{ preference: 10, exchange: 'mx.elsewhere.test' }] },
+    'mx.elsewhere.test': { A: ['127.0.0.1'] },
+  });
+  t.after(() => dns.close());
+  const app = deliveryApp({
+    transports: `      - id: out\n        connection: { port: ${sink.port}, sourceip: { ipv6: false } }\n`,
+    top: `resolver:\n  nameservers: ["${dns.address}"]\nqueues:\n  grouping:\n    default: recipientdomain\n    groupings:\n      - id: hosted\n        remotemx: ["*.hosted.test"]\n`,
+  });
+  const cfg = config(app, { 'smtpd-suspend.yaml': 'suspends:\n  - grouping: "&hosted"\n' });
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  await sendMany(d.port, 'one.test', 2);
+  await sendMany(d.port, 'two.test', 2);
+  await sendMany(d.port, 'elsewhere.test', 2);
+  await waitUntil(() => to(sink, 'elsewhere.test').length === 2, 15_000, 'elsewhere.test delivered');
+  await sleep(500);
+  assert.equal(to(sink, 'one.test').length + to(sink, 'two.test').length, 0, 'both domains behind mx.hosted.test are held');
+  const rec = d.logs.find((l) => l.msg === 'delivery' && String(l.recipientdomain ?? l.recipient ?? '').includes('elsewhere.test'));
+  assert.equal(rec?.grouping, 'elsewhere.test', 'outside the grouping: the default (recipient domain)');
+  write(cfg, 'smtpd-suspend.yaml', 'suspends: []\n');
+  assert.equal((await ctl(cfg, 'queue', 'suspend', 'reload')).code, 0);
+  await waitUntil(() => to(sink, 'one.test').length + to(sink, 'two.test').length === 4, 15_000, 'hosted domains delivered');
+  await waitUntil(() => d.logs.filter((l) => l.msg === 'delivery').length >= 6, 5000, 'delivery records');
+  const hosted = d.logs.filter((l) => l.msg === 'delivery' && l.remotemx === 'mx.hosted.test');
+  assert.ok(hosted.length >= 4 && hosted.every((l) => l.grouping === '&hosted'), 'the grouping of the hosted deliveries is &hosted');
 });
