@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPlan } from '../../src/scheduler/plan';
+import { buildPlan, protocolRange } from '../../src/scheduler/plan';
 import { clientTlsMode } from '../../src/delivery/attempt';
 import type { RunningConfig } from '../../src/config/types';
 import type { QueueEntry } from '../../src/model/types';
@@ -82,4 +82,29 @@ test('TLS modes the client lacks map to at least as much protection', () => {
   assert.equal(clientTlsMode('dane_require'), 'require_verify');
   assert.equal(clientTlsMode('dane_fallback_require_verify'), 'require_verify');
   assert.equal(clientTlsMode('optional_verify'), 'optional_verify');
+});
+
+test('the admission of pickup: only its source address, its hop first, and the delivery settings over transport and Try()', () => {
+  const e = entry('mx');
+  const facts = { tenantid: '', jobid: '', transportid: 'mx', localip: '192.0.2.11', grouping: '', remotemx: 'mx1.dest.example', remoteip: '198.51.100.7', recipientdomain: 'dest.example' };
+  const settings = {
+    tls: { mode: 'require_verify', protocols: '!SSLv2,!SSLv3,!TLSv1,!TLSv1.1,!TLSv1.3' },
+    pooling: { enabled: false },
+    timeout: { connect: 7, smtp: { EOD: 900 } },
+  };
+  const r = buildPlan({ config, entries: [e], recipients: [e.recipient], options: { tls: 'disabled', timeout: { MAIL: 30, connect: 99 } }, body: Buffer.from('x'), hostname: 'mta.example', admission: { facts, settings } });
+  if ('error' in r) throw new Error(r.error);
+  assert.deepEqual(r.plan.sources.map((s) => s.address), ['192.0.2.11'], 'the admitted source address only');
+  assert.deepEqual(r.plan.prefer, { remotemx: 'mx1.dest.example', remoteip: '198.51.100.7' });
+  assert.equal(r.plan.tls, 'require_verify', 'smtpd-delivery.yaml overrides Try({tls})');
+  assert.deepEqual(r.plan.tlsVersions, { min: 'TLSv1.2', max: 'TLSv1.2' });
+  assert.deepEqual(r.plan.pooling, { enabled: false });
+  assert.deepEqual(r.plan.timeouts, { MAIL: 30, connect: 7, EOD: 900 }, 'settings over Try() per state; others kept');
+});
+
+test('tls.protocols as a version range', () => {
+  assert.deepEqual(protocolRange('!SSLv2,!SSLv3,!TLSv1,!TLSv1.1'), { min: 'TLSv1.2', max: 'TLSv1.3' });
+  assert.deepEqual(protocolRange('TLSv1.3'), { min: 'TLSv1.3', max: 'TLSv1.3' });
+  assert.deepEqual(protocolRange('SSLv3,TLSv1,TLSv1.1'), { min: 'TLSv1', max: 'TLSv1.1' });
+  assert.equal(protocolRange('!TLSv1,!TLSv1.1,!TLSv1.2,!TLSv1.3'), undefined);
 });
