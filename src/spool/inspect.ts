@@ -48,9 +48,9 @@ export async function inspectSpool(dir: string): Promise<SpoolInspection> {
   }
   const transactions = [...replay.txs.values()].map((t) => ({
     id: t.id,
-    meta: parse(t.meta),
+    meta: parse(replay.text(t.metaAt, t.metaLen)),
     bodySizes: t.bodies.filter((_, i) => i % 2 === 1),
-    entries: t.entries.map((e) => ({ queue: e.queue, meta: parse(e.meta) })),
+    entries: t.entries.map((e) => ({ queue: e.queue, meta: parse(replay.text(e.metaAt, e.metaLen)) })),
   }));
   return { transactions, problems, segments: seqs.length };
 }

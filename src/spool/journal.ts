@@ -152,7 +152,8 @@ export class Journal implements Spool {
   private state: State = 'opened';
   /** Oldest first; the last one is the segment being appended (once recovered). */
   private readonly segments: Segment[] = [];
-  private readonly index = new Map<string, TxState>();
+  /** Replaced once, by the replay's map, at the end of recovery (loadIndex). */
+  private index = new Map<string, TxState>();
   private writer: fsp.FileHandle | null = null;
   private nextSeq = 1;
   private queue: Pending[] = [];
@@ -244,39 +245,44 @@ export class Journal implements Spool {
     return item;
   }
 
+  /**
+   * Turns the replay into the index. The replay's map becomes the index: each ReplayTx is
+   * replaced in place by its TxState (a set on an existing key keeps the commit order and needs
+   * no rehash), so each replayed transaction becomes garbage as soon as it is loaded and its
+   * memory is reused for the queue being built, instead of the two coexisting until the end (the
+   * JSON text stays in the replay's off-heap arena until recovery returns). Runs in one
+   * synchronous step, so no write can see the map half converted.
+   */
   private loadIndex(replay: Replay, onTransaction: (tx: RecoveredTransaction) => void): { transactions: number; entries: number } {
     const bySeq = new Map(this.segments.map((s) => [s.seq, s]));
+    const map = replay.txs as Map<string, ReplayTx | TxState>;
     let transactions = 0;
     let entries = 0;
-    for (const r of replay.txs.values()) {
-      const recovered = this.parseRecovered(r);
-      if (!recovered) continue;
-      const seg = bySeq.get(r.seg)!;
-      const durable = new Array<number>(r.entries.length * 3);
-      r.entries.forEach((e, i) => {
-        durable[3 * i] = e.queue;
-        durable[3 * i + 1] = e.seg;
-        durable[3 * i + 2] = e.off;
-      });
-      const live = r.entries.map((e) => e.queue);
-      const tx: TxState = { id: r.id, seg, off: r.off, len: r.len, bodies: r.bodies.slice(), durable, live, pending: 0, version: 0 };
-      seg.liveTx++;
-      seg.liveBytes += r.len;
-      this.index.set(r.id, tx);
+    for (const [id, value] of map) {
+      const r = value as ReplayTx;
+      const recovered = this.parseRecovered(replay, r);
+      if (!recovered) {
+        map.delete(id);
+        continue;
+      }
+      const tx = indexedTx(r, bySeq.get(r.seg)!);
+      map.set(id, tx);
       transactions++;
       entries += recovered.entries.length;
       onTransaction(recovered);
     }
+    for (const [id, tx] of this.index) map.set(id, tx); // empty: nothing is written before recovery
+    this.index = map as Map<string, TxState>;
     return { transactions, entries };
   }
 
-  private parseRecovered(r: ReplayTx): RecoveredTransaction | null {
+  private parseRecovered(replay: Replay, r: ReplayTx): RecoveredTransaction | null {
     try {
       return {
         id: r.id,
-        meta: JSON.parse(r.meta) as Json,
+        meta: JSON.parse(replay.text(r.metaAt, r.metaLen)) as Json,
         bodySizes: r.bodies.filter((_, i) => i % 2 === 1),
-        entries: r.entries.map((e) => ({ queue: e.queue, meta: JSON.parse(e.meta) as Json })),
+        entries: r.entries.map((e) => ({ queue: e.queue, meta: JSON.parse(replay.text(e.metaAt, e.metaLen)) as Json })),
       };
     } catch (err) {
       this.log.error({ err, transaction: r.id }, 'spool: unparsable metadata; transaction not loaded');
@@ -768,6 +774,24 @@ function txEntryMeta(rec: TxRecord, queue: number): string {
   const entry = rec.entries.findLast((e) => e.queue === queue);
   if (!entry) throw new Error(`TX record has no entry ${queue}`);
   return entry.meta;
+}
+
+/** The index state of a recovered transaction (exact-size arrays: one per live message). */
+function indexedTx(r: ReplayTx, seg: Segment): TxState {
+  const n = r.entries.length;
+  const durable = new Array<number>(n * 3);
+  const live = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const e = r.entries[i];
+    durable[3 * i] = e.queue;
+    durable[3 * i + 1] = e.seg;
+    durable[3 * i + 2] = e.off;
+    live[i] = e.queue;
+  }
+  seg.liveTx++;
+  seg.liveBytes += r.len;
+  // r.bodies is already an exact-size array and the replay is discarded: no copy.
+  return { id: r.id, seg, off: r.off, len: r.len, bodies: r.bodies, durable, live, pending: 0, version: 0 };
 }
 
 function durableAt(tx: TxState, queue: number): number {

@@ -23,6 +23,9 @@
  *                                                    is the byte count from `offset` required;
  *   { kind: 'corrupt', reason }                    — bad magic, implausible length, checksum
  *                                                    mismatch or a malformed payload.
+ * `decodeRaw` is the same decoder (same checks, same results) except that the JSON texts come
+ * back as UTF-8 byte views into `buf` instead of strings: spool recovery copies them out of its
+ * read buffer without building a string per record.
  * Invariant: decode never returns a record that encode did not produce (up to CRC-32 collisions),
  * and decode(encode(r)) deep-equals r. Errors: encode throws RangeError on values that do not
  * fit the format (id longer than 255 bytes, queue outside 1..2^32-1, payload above the limit).
@@ -56,10 +59,17 @@ export interface EncodedRecord {
   bodyOffsets: number[];
 }
 
-export type DecodeResult =
-  | { kind: 'record'; record: SpoolRecord; next: number; bodyOffsets: number[] }
+/** A record as decodeRaw returns it: JSON texts as UTF-8 views into the decoded buffer. */
+export type RawRecord =
+  | { type: 'tx'; id: string; meta: Buffer; entries: Array<{ queue: number; meta: Buffer }>; bodies: Buffer[] }
+  | { type: 'update'; id: string; queue: number; meta: Buffer }
+  | RemoveRecord;
+
+export type DecodeResultOf<R> =
+  | { kind: 'record'; record: R; next: number; bodyOffsets: number[] }
   | { kind: 'incomplete'; need: number }
   | { kind: 'corrupt'; reason: string };
+export type DecodeResult = DecodeResultOf<SpoolRecord>;
 
 // ---------------------------------------------------------------------------------------------
 // CRC-32 (IEEE 802.3 polynomial, reflected, as zlib). zlib.crc32 exists from Node 20.15; the
@@ -222,6 +232,7 @@ class PayloadReader {
     return out;
   }
   str32(): string { return this.slice(this.u32()).toString('utf8'); }
+  bytes32(): Buffer { return this.slice(this.u32()); }
   id(): string {
     const n = this.u8();
     if (n === 0) throw new Malformed('empty id');
@@ -240,12 +251,19 @@ class PayloadReader {
   }
 }
 
-function parseTx(r: PayloadReader, recordStart: number): { record: TxRecord; bodyOffsets: number[] } {
+/** How a payload's JSON texts are read: as strings (decode) or as byte views (decodeRaw). */
+type Text<T> = (r: PayloadReader) => T;
+const asString: Text<string> = (r) => r.str32();
+const asBytes: Text<Buffer> = (r) => r.bytes32();
+
+type Parsed<T> = { record: { type: 'tx'; id: string; meta: T; entries: Array<{ queue: number; meta: T }>; bodies: Buffer[] } | { type: 'update'; id: string; queue: number; meta: T } | RemoveRecord; bodyOffsets: number[] };
+
+function parseTx<T>(r: PayloadReader, recordStart: number, text: Text<T>): Parsed<T> {
   const id = r.id();
-  const meta = r.str32();
+  const meta = text(r);
   const nEntries = r.u32();
-  const entries: TxRecord['entries'] = [];
-  for (let i = 0; i < nEntries; i++) entries.push({ queue: r.queue(), meta: r.str32() });
+  const entries: Array<{ queue: number; meta: T }> = [];
+  for (let i = 0; i < nEntries; i++) entries.push({ queue: r.queue(), meta: text(r) });
   const nBodies = r.u32();
   const bodies: Buffer[] = [];
   const bodyOffsets: number[] = [];
@@ -258,12 +276,12 @@ function parseTx(r: PayloadReader, recordStart: number): { record: TxRecord; bod
   return { record: { type: 'tx', id, meta, entries, bodies }, bodyOffsets };
 }
 
-function parsePayload(type: number, r: PayloadReader, recordStart: number): { record: SpoolRecord; bodyOffsets: number[] } {
+function parsePayload<T>(type: number, r: PayloadReader, recordStart: number, text: Text<T>): Parsed<T> {
   switch (type) {
     case RecordType.tx:
-      return parseTx(r, recordStart);
+      return parseTx(r, recordStart, text);
     case RecordType.update: {
-      const record: UpdateRecord = { type: 'update', id: r.id(), queue: r.queue(), meta: r.str32() };
+      const record = { type: 'update' as const, id: r.id(), queue: r.queue(), meta: text(r) };
       r.done();
       return { record, bodyOffsets: [] };
     }
@@ -277,7 +295,7 @@ function parsePayload(type: number, r: PayloadReader, recordStart: number): { re
   }
 }
 
-function checkHeader(buf: Buffer, offset: number, maxPayload: number): DecodeResult | null {
+function checkHeader(buf: Buffer, offset: number, maxPayload: number): { kind: 'incomplete'; need: number } | { kind: 'corrupt'; reason: string } | null {
   const have = buf.length - offset;
   const magicBytes = Math.min(have, MAGIC.length);
   if (buf.compare(MAGIC, 0, magicBytes, offset, offset + magicBytes) !== 0) return { kind: 'corrupt', reason: 'bad magic' };
@@ -291,6 +309,14 @@ function checkHeader(buf: Buffer, offset: number, maxPayload: number): DecodeRes
 }
 
 export function decode(buf: Buffer, offset: number, maxPayload = MAX_PAYLOAD): DecodeResult {
+  return decodeWith(buf, offset, maxPayload, asString);
+}
+
+export function decodeRaw(buf: Buffer, offset: number, maxPayload = MAX_PAYLOAD): DecodeResultOf<RawRecord> {
+  return decodeWith(buf, offset, maxPayload, asBytes);
+}
+
+function decodeWith<T>(buf: Buffer, offset: number, maxPayload: number, text: Text<T>): DecodeResultOf<Parsed<T>['record']> {
   if (offset >= buf.length) return { kind: 'incomplete', need: HEADER_SIZE };
   const early = checkHeader(buf, offset, maxPayload);
   if (early) return early;
@@ -302,7 +328,7 @@ export function decode(buf: Buffer, offset: number, maxPayload = MAX_PAYLOAD): D
   const actual = crc32(buf.subarray(start, end), crc32(buf.subarray(offset + 4, offset + 5)));
   if (actual >>> 0 !== expected) return { kind: 'corrupt', reason: 'checksum mismatch' };
   try {
-    const { record, bodyOffsets } = parsePayload(type, new PayloadReader(buf, start, end), offset);
+    const { record, bodyOffsets } = parsePayload(type, new PayloadReader(buf, start, end), offset, text);
     return { kind: 'record', record, next: end, bodyOffsets };
   } catch (err) {
     if (err instanceof Malformed) return { kind: 'corrupt', reason: `malformed payload: ${err.message}` };

@@ -8,12 +8,13 @@
  * `scanSegment(path, onRecord)` decodes records from offset 0 and calls `onRecord` for each whole
  * record whose checksum matches, in file order. It stops at the first record that is torn (the
  * file ends inside it) or corrupt, and reports where: nothing at or after that offset is ever
- * handed to the caller. Bodies passed to `onRecord` are views into a reused read buffer and are
- * only valid during the call. Errors: I/O errors (other than the ones described) reject.
+ * handed to the caller. Records come from `decodeRaw`: their JSON texts and bodies are views
+ * into a reused read buffer and are only valid during the call (copy what must be kept).
+ * Errors: I/O errors (other than the ones described) reject.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { decode, HEADER_SIZE, SpoolRecord } from './record';
+import { decodeRaw, HEADER_SIZE, RawRecord } from './record';
 
 const SEGMENT_RE = /^seg-(\d{16})\.hjl$/;
 const CHUNK = 4 * 1024 * 1024;
@@ -51,7 +52,7 @@ export interface ScanResult {
   problem: ScanProblem | null;
 }
 
-export type OnRecord = (record: SpoolRecord, offset: number, length: number, bodyOffsets: number[]) => void;
+export type OnRecord = (record: RawRecord, offset: number, length: number, bodyOffsets: number[]) => void;
 
 /** A window of the file held in memory: `buf[0..len)` holds file bytes from `start`. */
 interface Window {
@@ -87,7 +88,7 @@ export async function scanSegment(file: string, onRecord: OnRecord): Promise<Sca
     let pos = 0;
     while (pos < size) {
       const view = w.buf.subarray(0, w.len);
-      const res = decode(view, pos - w.start);
+      const res = decodeRaw(view, pos - w.start);
       if (res.kind === 'record') {
         onRecord(res.record, pos, res.next - (pos - w.start), res.bodyOffsets);
         pos = w.start + res.next;
