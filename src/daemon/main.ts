@@ -9,6 +9,7 @@
  * exit 0. Exit 1 with every error listed when the configuration is invalid.
  */
 import os from 'node:os';
+import path from 'node:path';
 import { groupingIds, loadDeliveryConfig, loadPolicyConfig, loadStartupConfig, loadSuspendConfig, testConfig } from '../config/load';
 import { ConfigInvalidError, type ConfigError, type RunningConfig, type StartupConfig } from '../config/types';
 import { openSpool } from '../spool/journal';
@@ -188,7 +189,11 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   // ---- control socket (issue 5, src/control/daemon.ts): after the listeners, before privdrop
   // (the socket folder and its group may need root); a socket that cannot be set up is logged
   // and the daemon runs on without it. Closed first at shutdown (below).
-  const queue = queueControl({ store, spool, ingress, manager, config: () => runtime.current.config, hostname: startup.environment.hostname || os.hostname(), newId, log });
+  const queue = queueControl({
+    store, spool, ingress, manager, config: () => runtime.current.config, hostname: startup.environment.hostname || os.hostname(), newId, log,
+    deliveryHooks: () => runtime.current.hooks.delivery ?? {}, // postdelivery after admin delete/bounce
+    unloadDir: path.join(startup.spool.path, 'unloaded'), // J unload's queue files
+  });
   const control = await startControlSocket({
     startup, runtime, store, servers, log, queue, memory,
     shaping: shapingControl(shaping),
