@@ -1,7 +1,8 @@
 /**
  * halyardctl: Halyard's command line, a client of the daemon's control socket (docs/cli.md).
  *
- * `halyardctl [-c smtpd.yaml | --socket PATH] [--json] [--json-request] <command…> [options]`
+ * `halyardctl [-c smtpd.yaml | --socket PATH | --port N [--address A] [--tls…]] [--json]
+ *  [--json-request] <command…> [options]` (where to connect: socket.ts)
  * Flow: global options → subcommand (subcommands.ts) → its options and arguments → request →
  * with `--json-request` print the request as JSON and stop (nothing is sent, so a bounce or a
  * delete can be looked at safely) → connect, send, read the reply → print it (human text, or
@@ -11,11 +12,11 @@
  * daemon could not be reached or the connection failed.
  */
 import { COMMANDS, type CommandInfo } from '../control/commands';
-import { ControlClient, ControlConnectError } from '../control/client';
+import { ControlClient, ControlConnectError, type ControlTarget } from '../control/client';
 import { decodeMessage, encodeMessage, normalise } from '../control/schema';
 import { ConditionError } from './conditions';
 import { leadingOptions, optionHelp, parseOptions, single, UsageError, type OptionSpec, type ParsedArgs } from './options';
-import { resolveSocket } from './socket';
+import { resolveTarget } from './socket';
 import { findSubcommand, SUBCOMMANDS, subcommandsUnder, type Output, type Subcommand } from './subcommands';
 
 export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
@@ -23,6 +24,13 @@ export const EXIT = { ok: 0, refused: 1, usage: 2, unreachable: 3 } as const;
 const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { name: 'config', short: 'c', value: 'FILE', help: 'smtpd.yaml whose environment.controlsocket.path to use (default /etc/halyard/smtpd.yaml)' },
   { name: 'socket', value: 'PATH', help: 'the control socket itself' },
+  { name: 'address', value: 'ADDRESS', help: 'connect over TCP to ADDRESS (default controlsocket.address, else 127.0.0.1)' },
+  { name: 'port', value: 'PORT', help: 'connect over TCP to PORT (default controlsocket.port when the config sets no path)' },
+  { name: 'tls', help: 'use TLS on TCP (on by itself when the config has controlsocket.tls)' },
+  { name: 'tls-certificate', value: 'FILE', help: 'PEM client certificate for mutual TLS (default controlsocket.tls.client.certificate)' },
+  { name: 'tls-privatekey', value: 'FILE', help: 'PEM private key of the client certificate (default controlsocket.tls.client.privatekey)' },
+  { name: 'tls-verifyname', value: 'NAME', help: "name the daemon's certificate must carry (default controlsocket.tls.client.verifyname, else the address)" },
+  { name: 'tls-noverify', help: "do not verify the daemon's certificate" },
   { name: 'json', help: 'print the reply as JSON (proto3 JSON mapping)' },
   { name: 'json-request', help: 'print the request as JSON and exit without sending it' },
   { name: 'timeout', value: 'SECONDS', help: 'give up waiting for the daemon after SECONDS (default 120)' },
@@ -73,6 +81,20 @@ function timeoutMs(args: ParsedArgs): number {
   return s * 1000;
 }
 
+function target(args: ParsedArgs): ControlTarget {
+  return resolveTarget({
+    socket: single(args, 'socket'),
+    config: single(args, 'config'),
+    address: single(args, 'address'),
+    port: single(args, 'port'),
+    tls: args.flags.has('tls'),
+    tlsCertificate: single(args, 'tls-certificate'),
+    tlsPrivatekey: single(args, 'tls-privatekey'),
+    tlsVerifyname: single(args, 'tls-verifyname'),
+    tlsNoverify: args.flags.has('tls-noverify'),
+  });
+}
+
 function printJson(io: Output, value: unknown): void {
   io.out(`${JSON.stringify(value, null, 2)}\n`);
 }
@@ -84,8 +106,7 @@ function replyJson(info: CommandInfo, payload: Buffer): unknown {
 }
 
 async function send(inv: Invocation, info: CommandInfo, body: Buffer | undefined, io: Output): Promise<number> {
-  const path = resolveSocket({ socket: single(inv.args, 'socket'), config: single(inv.args, 'config') });
-  const client = await ControlClient.connect({ path }, { timeoutMs: timeoutMs(inv.args) });
+  const client = await ControlClient.connect(target(inv.args), { timeoutMs: timeoutMs(inv.args) });
   try {
     const reply = await client.request(info.letter, body);
     if (reply.status === 'E') {
@@ -125,6 +146,7 @@ async function run(argv: string[], io: Output): Promise<number> {
 const STD_IO: Output = {
   out: (t) => void process.stdout.write(t),
   err: (t) => void process.stderr.write(t),
+  bytes: (b) => void process.stdout.write(b),
 };
 
 export async function main(argv: string[], io: Output = STD_IO): Promise<number> {

@@ -1,23 +1,36 @@
 /**
  * halyardctl's queue subcommands: `queue list` (F), `queue groupby` (D), `queue update` (G),
- * `queue quota` (I).
+ * `queue quota` (I), `queue import` (E), `queue export` (0), `queue unload` (J).
  *
  * Inputs: parsed arguments with the condition flags (conditions.ts) and each command's own
  * options. Outputs: the request message; for the reply, an aligned text table (list,
- * groupby, quota) or "N messages affected" (update) — `--json` is handled by main.ts.
- * Invariants: request building is pure (`--json-request` never touches the network); the
- * update's own change flags are named `--set-…` so they cannot be confused with the condition
- * flags of the same field (`--transportid` selects, `--set-transportid` changes).
+ * groupby, quota), "N messages affected" (update), the new transaction id (import), the
+ * message bytes (export), the files written (unload) — `--json` is handled by main.ts.
+ * Invariants: request building never touches the network (`--json-request` shows it without
+ * sending; import reads its FILE then); the update's own change flags are named `--set-…` so
+ * they cannot be confused with the condition flags of the same field (`--transportid`
+ * selects, `--set-transportid` changes).
+ * Import: a queue file (as `queue unload` writes) is sent as `hqf`; a raw message without
+ * envelope options is sent as `rfc822` (the daemon reads the envelope from its header
+ * fields); with `--sender`, `--recipient`, `--transportid` or `--hold` halyardctl builds a
+ * queue file itself, taking what was not given from the header fields the same way, and asks
+ * the daemon for a new transaction id.
  * Errors: `UsageError` (exit 2) for unknown fields, conflicting actions, a missing condition
- * on update (give `--all` to mean every entry).
+ * on update or unload (give `--all` to mean every entry), an unreadable import file.
  * This module imports only types from subcommands.ts (which imports this one).
  */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import type * as M from '../control/messages';
 import { decodeMessage } from '../control/schema';
 import { buildCondition, CONDITION_FLAGS, isConditionFlag, parseTimestamp } from './conditions';
 import { single, UsageError, type OptionSpec, type ParsedArgs } from './options';
-import type { Subcommand } from './subcommands';
+import type { Output, Subcommand } from './subcommands';
 import { parseDuration } from '../config/syntax';
+import { envelopeFromHeaders } from '../control/header-envelope';
+import { decodeQueueFile, encodeQueueFile, isQueueFile, QueueFileError, type QueueFile } from '../control/queue-file';
+import { toCrlf } from '../http/submission-parse';
+import { newQueueEntry, parseQueueId } from '../model/types';
 
 function conditionFlags(): OptionSpec[] {
   return CONDITION_FLAGS.map((f) => ({ name: f.name, value: f.value, repeat: true, help: f.help }));
@@ -366,4 +379,157 @@ export const queueQuota: Subcommand = {
   },
 };
 
-export const QUEUE_SUBCOMMANDS: readonly Subcommand[] = [queueList, queueGroupBy, queueUpdate, queueQuota];
+// ---- queue import ----------------------------------------------------------------------------
+
+function readInput(file: string): Buffer {
+  try {
+    return fs.readFileSync(file === '-' ? 0 : file);
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+function envelopeAddress(v: string, flag: string, nullAllowed: boolean): string {
+  if (nullAllowed && v === '<>') return '';
+  const at = v.lastIndexOf('@');
+  if (at <= 0 || at === v.length - 1 || /[\s<>]/.test(v)) throw new UsageError(`--${flag} takes user@domain${nullAllowed ? ' or <>' : ''}; got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** A queue file for a raw message: the options given, the rest from its header fields. */
+function wrapMessage(raw: Buffer, args: ParsedArgs): QueueFile {
+  const env = envelopeFromHeaders(toCrlf(raw));
+  const given = args.values.get('recipient');
+  const recipients = given ? given.map((r) => envelopeAddress(r, 'recipient', false)) : env.recipients;
+  if (recipients.length === 0) throw new UsageError('the message names no recipient in To, Cc or Bcc: give --recipient');
+  const senderOpt = single(args, 'sender');
+  const sender = senderOpt !== undefined ? envelopeAddress(senderOpt, 'sender', true) : env.sender;
+  const transaction = randomUUID();
+  const ts = Date.now();
+  const transportid = single(args, 'transportid') ?? '';
+  const state = args.flags.has('hold') ? 'HOLD' : 'ACTIVE';
+  const entries = recipients.map((recipient, i) => newQueueEntry({ id: { transaction, queue: i + 1 }, ts, serverid: '', sender, recipient, transportid, size: env.message.length, state }));
+  return { transaction, ts, serverid: '', sender, bodies: [env.message], entries };
+}
+
+function heldCopy(data: Buffer): Buffer {
+  try {
+    const f = decodeQueueFile(data);
+    return encodeQueueFile({ ...f, entries: f.entries.map((e) => ({ ...e, state: 'HOLD' })) });
+  } catch (err) {
+    if (err instanceof QueueFileError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+function importRequest(args: ParsedArgs): M.QueueImportRequest {
+  if (args.positionals.length !== 1) throw new UsageError('expected FILE (a message or a queue file; - reads standard input)');
+  const data = readInput(args.positionals[0]);
+  const envelope = ['sender', 'recipient', 'transportid'].filter((o) => args.values.has(o));
+  const reset: NonNullable<M.QueueImportRequest['reset']> = {};
+  if (args.flags.has('reset-transactionid')) reset.transactionid = { value: true };
+  if (args.flags.has('reset-ts')) reset.ts = { value: true };
+  if (args.flags.has('reset-retrycount')) reset.retrycount = { value: true };
+  if (isQueueFile(data)) {
+    if (envelope.length) throw new UsageError(`a queue file carries its envelope; --${envelope[0]} is for a raw message`);
+    const hqf = args.flags.has('hold') ? heldCopy(data) : data;
+    return { data: { hqf }, ...(Object.keys(reset).length ? { reset } : {}) };
+  }
+  if (envelope.length === 0 && !args.flags.has('hold')) return { data: { rfc822: data }, ...(Object.keys(reset).length ? { reset } : {}) };
+  // The file is built here; the daemon gives the transaction its own id.
+  return { data: { hqf: encodeQueueFile(wrapMessage(data, args)) }, reset: { ...reset, transactionid: { value: true } } };
+}
+
+export const queueImport: Subcommand = {
+  words: ['queue', 'import'],
+  summary: 'queue a message (a raw RFC 5322 message or a queue file from queue unload) from FILE',
+  args: ['FILE'],
+  options: [
+    { name: 'sender', value: 'ADDRESS', help: 'envelope sender of a raw message (<> for the null sender; default from Return-Path, Sender or From)' },
+    { name: 'recipient', value: 'ADDRESS', repeat: true, help: 'envelope recipient of a raw message (default: To, Cc and Bcc)' },
+    { name: 'transportid', value: 'ID', help: "transport of a raw message (default the first server's)" },
+    { name: 'hold', help: 'queue in HOLD (nothing is delivered until queue update --active)' },
+    { name: 'reset-transactionid', help: 'give the transaction a new id (needed when the id is still queued)' },
+    { name: 'reset-ts', help: 'set the received time to now' },
+    { name: 'reset-retrycount', help: 'set the retry count to 0' },
+  ],
+  command: 'queueImport',
+  request: importRequest,
+  render: (payload, _args, io) => {
+    const res = decodeMessage<M.QueueImportResponse>('QueueImportResponse', payload);
+    io.out(`queued as ${res.transactionid ?? ''}\n`);
+    return 0;
+  },
+};
+
+// ---- queue export ----------------------------------------------------------------------------
+
+function writeOutput(file: string, data: Buffer, io: Output): void {
+  if (file === '-') {
+    if (io.bytes) io.bytes(data);
+    else io.out(data.toString('latin1'));
+    return;
+  }
+  try {
+    fs.writeFileSync(file, data, { mode: 0o600 });
+  } catch (err) {
+    throw new UsageError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+export const queueExport: Subcommand = {
+  words: ['queue', 'export'],
+  summary: 'write the message of one queue entry (RFC 5322, as queued) to standard output or a file',
+  args: [],
+  options: [
+    { name: 'id', value: 'UUID:N', help: 'the queue entry (required)' },
+    { name: 'output', short: 'o', value: 'FILE', help: 'write to FILE (mode 0600) instead of standard output' },
+  ],
+  command: 'queueExport',
+  request: (args) => {
+    noPositionals(args);
+    const v = single(args, 'id');
+    const id = v === undefined ? undefined : parseQueueId(v);
+    if (!id) throw new UsageError(`--id takes <transaction>:<queue>, e.g. 44815e44-05d3-11ea-b388-06f091ceb4dc:1${v === undefined ? '' : `; got ${JSON.stringify(v)}`}`);
+    return { id } satisfies M.QueueExportRequest;
+  },
+  render: (payload, args, io) => {
+    writeOutput(single(args, 'output') ?? '-', payload, io);
+    return 0;
+  },
+};
+
+// ---- queue unload ----------------------------------------------------------------------------
+
+export const queueUnload: Subcommand = {
+  words: ['queue', 'unload'],
+  summary: 'move the matching entries out of the queue into queue files (one per transaction); prints their paths',
+  args: [],
+  options: [
+    { name: 'freeze', help: 'write the entries in HOLD, so importing a file does not deliver them' },
+    { name: 'partial', help: 'unload a transaction even when only some of its recipients match' },
+    { name: 'all', help: 'allow an unload without condition flags (every entry)' },
+    ...conditionFlags(),
+  ],
+  command: 'queueUnload',
+  request: (args) => {
+    noPositionals(args);
+    if (!hasCondition(args) && !args.flags.has('all')) throw new UsageError('give condition flags (e.g. --recipientdomain example.com), or --all for every entry');
+    const req: M.QueueUnloadRequest = { conditions: condition(args) };
+    if (args.flags.has('freeze')) req.freeze = true;
+    if (args.flags.has('partial')) req.partial = true;
+    return req;
+  },
+  render: (payload, args, io) => {
+    const res = decodeMessage<M.QueueUnloadResponse>('QueueUnloadResponse', payload);
+    const paths = res.hqfpaths ?? [];
+    io.out(paths.map((p) => `${p}\n`).join(''));
+    io.out(`${paths.length} ${paths.length === 1 ? 'file' : 'files'} written\n`);
+    const partial = res.partial ?? 0;
+    if (partial > 0) io.out(`${partial} ${partial === 1 ? 'transaction' : 'transactions'} matched in part: ${args.flags.has('partial') ? 'unloaded in part' : 'left queued (see --partial)'}\n`);
+    if ((res.working ?? 0) > 0) io.out(`${res.working} being delivered or changed, left alone\n`);
+    return 0;
+  },
+};
+
+export const QUEUE_SUBCOMMANDS: readonly Subcommand[] = [queueList, queueGroupBy, queueUpdate, queueQuota, queueImport, queueExport, queueUnload];
