@@ -9,6 +9,7 @@
  * exit 0. Exit 1 with every error listed when the configuration is invalid.
  */
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import path from 'node:path';
 import { groupingIds, loadDeliveryConfig, loadPolicyConfig, loadStartupConfig, loadSuspendConfig, testConfig } from '../config/load';
 import { ConfigInvalidError, type ConfigError, type RunningConfig, type StartupConfig } from '../config/types';
@@ -228,6 +229,12 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   };
   monitor?.server.markReady(); // monitor listener (issue 6): spool loaded, every listener bound
   log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
+  // The list/group-by field indexes of the loaded queue are built after ready, a slice per turn
+  // (a query before then finishes them first): docs/decisions.md, start-up with a large queue.
+  if (store.indexing) {
+    const started = performance.now();
+    void store.buildIndexes().then(() => log.info({ ms: Math.round(performance.now() - started) }, 'queue indexes built'));
+  }
   return { startup, runtime, store, spool, manager, shaping, servers, shutdown };
 }
 

@@ -24,11 +24,11 @@ export function encodeEntry(e: QueueEntry): Json {
 }
 
 export function decodeEntry(transaction: string, queue: number, meta: Json): QueueEntry {
-  const where = `entry ${transaction}:${queue}`;
-  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${where}: not an object`);
+  const where = (): string => `entry ${transaction}:${queue}`;
+  if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new Error(`${where()}: not an object`);
   const m = meta as Record<string, unknown>;
-  if (typeof m.state !== 'string' || !STATES.has(m.state)) throw new Error(`${where}: bad state`);
-  if (typeof m.recipient !== 'string' || typeof m.transportid !== 'string') throw new Error(`${where}: missing recipient or transportid`);
+  if (typeof m.state !== 'string' || !STATES.has(m.state)) throw new Error(`${where()}: bad state`);
+  if (typeof m.recipient !== 'string' || typeof m.transportid !== 'string') throw new Error(`${where()}: missing recipient or transportid`);
   const sender = intern(str(m.sender));
   const state = m.state === 'SENDING' || m.state === 'UPDATE' ? 'ACTIVE' : (m.state as QueueState);
   const base: QueueEntry = {
@@ -36,17 +36,17 @@ export function decodeEntry(transaction: string, queue: number, meta: Json): Que
     ts: num(m.ts),
     serverid: intern(str(m.serverid)),
     sender,
-    senderaddress: address(m.senderaddress, sender),
+    senderaddress: readAddress(m.senderaddress, sender),
     recipient: m.recipient,
-    recipientaddress: address(m.recipientaddress, m.recipient),
+    recipientaddress: readAddress(m.recipientaddress, m.recipient),
     transportid: intern(m.transportid),
     tenantid: intern(str(m.tenantid)),
     jobid: intern(str(m.jobid)),
     priority: m.priority === 1 ? 1 : 0,
-    metadata: record(m.metadata),
-    quotas: list(m.quotas),
-    tags: list(m.tags),
-    dsn: dsn(m.dsn),
+    metadata: readRecord(m.metadata),
+    quotas: readList(m.quotas),
+    tags: readList(m.tags),
+    dsn: readDsn(m.dsn),
     state,
     retry: num(m.retry),
     retryts: num(m.retryts),
@@ -88,25 +88,29 @@ function num(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
 
-function address(v: unknown, whole: string): Address {
+/** An address as decodeEntry reads it: the stored parts, or split from the whole address. */
+export function readAddress(v: unknown, whole: string): Address {
   const a = v as Partial<Address> | null | undefined;
   if (a && typeof a.localpart === 'string' && typeof a.domain === 'string') return { localpart: a.localpart, domain: intern(a.domain) };
   const at = whole.lastIndexOf('@');
   return at < 0 ? { localpart: whole, domain: '' } : { localpart: whole.slice(0, at), domain: intern(whole.slice(at + 1)) };
 }
 
-function record(v: unknown): Record<string, string> {
+/** Metadata as decodeEntry reads it: the string-valued keys; EMPTY_RECORD when none. */
+export function readRecord(v: unknown): Record<string, string> {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY_RECORD;
   const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => typeof x === 'string');
   return entries.length === 0 ? EMPTY_RECORD : (Object.fromEntries(entries) as Record<string, string>);
 }
 
-function list(v: unknown): string[] {
+/** Quotas and tags as decodeEntry reads them: the string elements; EMPTY_LIST for []. */
+export function readList(v: unknown): string[] {
   if (!Array.isArray(v) || v.length === 0) return EMPTY_LIST;
   return v.filter((x): x is string => typeof x === 'string');
 }
 
-function dsn(v: unknown): DsnParams {
+/** DSN parameters as decodeEntry reads them; EMPTY_DSN when none. */
+export function readDsn(v: unknown): DsnParams {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return EMPTY_DSN;
   const d = v as Record<string, unknown>;
   const out: DsnParams = {};

@@ -11,7 +11,7 @@
  */
 import type { DsnParams, QueueEntry } from '../model/types';
 
-const INTERN_MAX = 200_000;
+export const INTERN_MAX = 200_000;
 const interned = new Map<string, string>();
 
 export function intern(s: string): string {

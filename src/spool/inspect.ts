@@ -13,7 +13,7 @@
 import { open } from 'node:fs/promises';
 import { readExactly } from './handles';
 import { Replay } from './replay';
-import { listSegments, scanSegment, segmentPath } from './segment-file';
+import { listSegments, scanBuffers, scanSegment, segmentPath } from './segment-file';
 import type { Json } from './types';
 
 export interface DumpedTransaction {
@@ -41,16 +41,17 @@ export async function inspectSpool(dir: string): Promise<SpoolInspection> {
   const replay = new Replay();
   const problems: SpoolInspection['problems'] = [];
   const seqs = await listSegments(dir);
+  const buffers = scanBuffers();
   for (const seq of seqs) {
     const file = segmentPath(dir, seq);
-    const res = await scanSegment(file, (rec, off, len, bodies) => replay.apply(rec, seq, off, len, bodies));
+    const res = await scanSegment(file, (rec, off, len, bodies) => replay.apply(rec, seq, seq, off, len, bodies), buffers);
     if (res.problem) problems.push({ file, ...res.problem });
   }
   const transactions = [...replay.txs.values()].map((t) => ({
     id: t.id,
-    meta: parse(replay.text(t.metaAt, t.metaLen)),
+    meta: parse(replay.meta(t) ?? ''),
     bodySizes: t.bodies.filter((_, i) => i % 2 === 1),
-    entries: t.entries.map((e) => ({ queue: e.queue, meta: parse(replay.text(e.metaAt, e.metaLen)) })),
+    entries: t.durable.filter((_, i) => i % 3 === 0).map((queue, i) => ({ queue, meta: parse(replay.textOf(t, i)?.toString('utf8') ?? '') })),
   }));
   return { transactions, problems, segments: seqs.length };
 }
@@ -62,11 +63,12 @@ export async function dumpSpool(dir: string): Promise<DumpedTransaction[]> {
 /** A body of a live transaction, read-only (for an hqfeml-like tool); null if not found. */
 export async function readSpoolBody(dir: string, id: string, body: number): Promise<Buffer | null> {
   const replay = new Replay();
+  const buffers = scanBuffers();
   for (const seq of await listSegments(dir)) {
-    await scanSegment(segmentPath(dir, seq), (rec, off, len, bodies) => replay.apply(rec, seq, off, len, bodies));
+    await scanSegment(segmentPath(dir, seq), (rec, off, len, bodies) => replay.apply(rec, seq, seq, off, len, bodies), buffers);
   }
   const tx = replay.txs.get(id);
-  if (!tx || !Number.isInteger(body) || body < 0 || body * 2 >= tx.bodies.length) return null;
+  if (!tx || tx.seg === null || !Number.isInteger(body) || body < 0 || body * 2 >= tx.bodies.length) return null;
   const fh = await open(segmentPath(dir, tx.seg), 'r');
   try {
     return await readExactly(fh, tx.bodies[body * 2], tx.bodies[body * 2 + 1]);

@@ -35,8 +35,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { decode, encodeParts, EncodedRecord, HEADER_SIZE, SpoolRecord, TxRecord } from './record';
-import { listSegments, scanSegment, ScanResult, segmentPath } from './segment-file';
-import { Replay, ReplayTx } from './replay';
+import { listSegments, scanBuffers, scanSegment, ScanResult, segmentPath } from './segment-file';
+import { indexOfQueue, newTxIndex, Replay, type EntryDecoder, type TxIndex } from './replay';
 import { acquireLock, SpoolLockedError } from './lock';
 import { SpaceMonitor } from './space';
 import { ReadHandles } from './handles';
@@ -44,6 +44,7 @@ import { SpoolError } from './errors';
 import {
   Json,
   RecoveredTransaction,
+  RecoverOptions,
   RecoveryReport,
   Spool,
   SpoolCommit,
@@ -80,23 +81,8 @@ class Segment {
   constructor(readonly seq: number, readonly file: string) {}
 }
 
-interface TxState {
-  readonly id: string;
-  /** Segment of the durable TX record (null until the commit is durable). */
-  seg: Segment | null;
-  off: number;
-  len: number;
-  /** Absolute offset and length of each body: [off0, len0, off1, len1, …]. */
-  bodies: number[];
-  /** Durably live entries: [queue, segment seq, offset of the record with its latest state, …]. */
-  durable: number[];
-  /** Logically live entries: durable ones minus queued removes plus a queued commit's. */
-  live: number[];
-  /** Records queued for this transaction and not yet durable. */
-  pending: number;
-  /** Bumped by each queued update/remove; lets compaction detect a change during its reads. */
-  version: number;
-}
+/** One transaction in the index (fields: replay.ts's TxIndex; created only by newTxIndex). */
+type TxState = TxIndex<Segment>;
 
 type PendingKind = 'tx' | 'rewrite' | 'update' | 'remove';
 
@@ -193,20 +179,23 @@ export class Journal implements Spool {
    * commit order, each with its final state). If onTransaction throws, recover rejects with that
    * error and the spool should be closed.
    */
-  recover(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport> {
+  recover(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport>;
+  recover<E>(onTransaction: (tx: RecoveredTransaction<E>) => void, opts: RecoverOptions<E>): Promise<RecoveryReport>;
+  recover(onTransaction: (tx: RecoveredTransaction<never>) => void, opts?: RecoverOptions<unknown>): Promise<RecoveryReport> {
     if (this.state !== 'opened') return Promise.reject(new SpoolError('SPOOL_INVALID', 'spool: recover() runs once, before any write'));
     this.state = 'recovering';
-    this.recovery = this.replayAll(onTransaction);
+    this.recovery = this.replayAll(onTransaction, opts);
     return this.recovery;
   }
 
-  private async replayAll(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport> {
+  private async replayAll(onTransaction: (tx: RecoveredTransaction<never>) => void, opts: RecoverOptions<unknown> | undefined): Promise<RecoveryReport> {
     const started = performance.now();
-    const replay = new Replay();
+    const replay = new Replay<Segment>({ decode: opts?.entry, meta: opts?.meta });
     const corrupt: RecoveryReport['corrupt'] = [];
+    const buffers = scanBuffers();
     for (const seq of this.found) {
       const seg = new Segment(seq, segmentPath(this.dir, seq));
-      const res = await scanSegment(seg.file, (rec, off, len, bodies) => replay.apply(rec, seq, off, len, bodies));
+      const res = await scanSegment(seg.file, (rec, off, len, bodies) => replay.apply(rec, seg, seq, off, len, bodies), buffers);
       seg.size = res.size;
       if (res.problem) corrupt.push(await this.handleProblem(seg, res));
       this.segments.push(seg);
@@ -215,7 +204,7 @@ export class Journal implements Spool {
     await this.rotate();
     this.state = 'ready';
     this.startTimer();
-    const counts = this.loadIndex(replay, onTransaction);
+    const counts = this.loadIndex(replay, onTransaction, opts?.entry);
     const report: RecoveryReport = { ...counts, corrupt, durationMs: performance.now() - started };
     this.log.info({ ...counts, corrupt: corrupt.length, segments: this.found.length, ms: Math.round(report.durationMs) }, 'spool recovered');
     this.afterBatch();
@@ -246,46 +235,55 @@ export class Journal implements Spool {
   }
 
   /**
-   * Turns the replay into the index. The replay's map becomes the index: each ReplayTx is
-   * replaced in place by its TxState (a set on an existing key keeps the commit order and needs
-   * no rehash), so each replayed transaction becomes garbage as soon as it is loaded and its
-   * memory is reused for the queue being built, instead of the two coexisting until the end (the
-   * JSON text stays in the replay's off-heap arena until recovery returns). Runs in one
-   * synchronous step, so no write can see the map half converted.
+   * Turns the replay into the index: the replay's map and its objects already are the index
+   * (TxIndex), so each transaction is handed to onTransaction, its states released, and its
+   * segment's live counts updated; a transaction whose metadata is unparsable is dropped. Runs
+   * in one synchronous step, so no write can see the index half built.
    */
-  private loadIndex(replay: Replay, onTransaction: (tx: RecoveredTransaction) => void): { transactions: number; entries: number } {
-    const bySeq = new Map(this.segments.map((s) => [s.seq, s]));
-    const map = replay.txs as Map<string, ReplayTx | TxState>;
+  private loadIndex(replay: Replay<Segment>, onTransaction: (tx: RecoveredTransaction<never>) => void, decode: EntryDecoder | undefined): { transactions: number; entries: number } {
     let transactions = 0;
     let entries = 0;
-    for (const [id, value] of map) {
-      const r = value as ReplayTx;
-      const recovered = this.parseRecovered(replay, r);
+    for (const tx of replay.txs.values()) {
+      const recovered = this.parseRecovered(replay, tx, decode);
       if (!recovered) {
-        map.delete(id);
+        replay.forget(tx);
         continue;
       }
-      const tx = indexedTx(r, bySeq.get(r.seg)!);
-      map.set(id, tx);
+      replay.release(tx);
+      tx.slot = -1;
+      tx.seg!.liveTx++;
+      tx.seg!.liveBytes += tx.len;
       transactions++;
       entries += recovered.entries.length;
-      onTransaction(recovered);
+      onTransaction(recovered as RecoveredTransaction<never>);
     }
-    for (const [id, tx] of this.index) map.set(id, tx); // empty: nothing is written before recovery
-    this.index = map as Map<string, TxState>;
+    for (const [id, tx] of this.index) replay.txs.set(id, tx); // empty: nothing is written before recovery
+    this.index = replay.txs;
     return { transactions, entries };
   }
 
-  private parseRecovered(replay: Replay, r: ReplayTx): RecoveredTransaction | null {
+  /**
+   * The transaction as handed to onTransaction: entry texts parsed (or, with a decoder, decoded)
+   * now unless the replay decoded them as it read them. Null when a text is not JSON (without a
+   * decoder; a decoder reports a bad entry in its own value).
+   */
+  private parseRecovered(replay: Replay<Segment>, tx: TxState, decode: EntryDecoder | undefined): RecoveredTransaction<unknown> | null {
     try {
-      return {
-        id: r.id,
-        meta: JSON.parse(replay.text(r.metaAt, r.metaLen)) as Json,
-        bodySizes: r.bodies.filter((_, i) => i % 2 === 1),
-        entries: r.entries.map((e) => ({ queue: e.queue, meta: JSON.parse(replay.text(e.metaAt, e.metaLen)) as Json })),
-      };
+      const text = replay.meta(tx);
+      const meta = text === null ? null : (JSON.parse(text) as Json);
+      const bodySizes = new Array<number>(tx.bodies.length >> 1);
+      for (let i = 0; i < bodySizes.length; i++) bodySizes[i] = tx.bodies[2 * i + 1];
+      const n = tx.durable.length / 3;
+      const entries = new Array<{ queue: number; meta: unknown }>(n);
+      for (let i = 0; i < n; i++) {
+        const queue = tx.durable[3 * i];
+        const bytes = replay.textOf(tx, i);
+        if (bytes === null) entries[i] = { queue, meta: replay.valueOf(tx, i) };
+        else entries[i] = { queue, meta: decode ? decode(tx.id, queue, bytes) : JSON.parse(bytes.toString('utf8')) };
+      }
+      return { id: tx.id, meta, bodySizes, entries };
     } catch (err) {
-      this.log.error({ err, transaction: r.id }, 'spool: unparsable metadata; transaction not loaded');
+      this.log.error({ err, transaction: tx.id }, 'spool: unparsable metadata; transaction not loaded');
       return null;
     }
   }
@@ -300,7 +298,7 @@ export class Journal implements Spool {
     if (this.index.has(rec.id)) throw new SpoolError('SPOOL_DUPLICATE', `spool: transaction ${rec.id} already exists`);
     const enc = encodeChecked(rec);
     const queues = rec.entries.map((e) => e.queue);
-    const tx: TxState = { id: rec.id, seg: null, off: 0, len: 0, bodies: [], durable: [], live: [...queues], pending: 0, version: 0 };
+    const tx: TxState = newTxIndex<Segment>(rec.id, null, 0, 0, [], [], [...queues], -1);
     this.index.set(rec.id, tx);
     return this.submit('tx', tx, enc, queues, rec.bodies.map((b) => b.length));
   }
@@ -308,7 +306,7 @@ export class Journal implements Spool {
   async update(transaction: string, queue: number, meta: Json): Promise<void> {
     this.assertWritable();
     const tx = this.index.get(transaction);
-    if (!tx || !tx.live.includes(queue)) throw new SpoolError('SPOOL_NOT_FOUND', `spool: no live entry ${transaction}:${queue}`);
+    if (!tx || !isLive(tx, queue)) throw new SpoolError('SPOOL_NOT_FOUND', `spool: no live entry ${transaction}:${queue}`);
     const enc = encodeChecked({ type: 'update', id: transaction, queue, meta: jsonText(meta) });
     tx.version++;
     return this.submit('update', tx, enc, [queue], []);
@@ -318,11 +316,12 @@ export class Journal implements Spool {
     this.assertWritable();
     const tx = this.index.get(transaction);
     if (!tx) return;
-    const at = tx.live.indexOf(queue);
+    const live = liveList(tx);
+    const at = live.indexOf(queue);
     // Not live and not durable: already finished (remove is idempotent).
     if (at < 0 && durableAt(tx, queue) < 0) return;
     const enc = encodeChecked({ type: 'remove', id: transaction, queue });
-    if (at >= 0) tx.live.splice(at, 1);
+    if (at >= 0) live.splice(at, 1);
     tx.version++;
     return this.submit('remove', tx, enc, [queue], []);
   }
@@ -581,12 +580,12 @@ export class Journal implements Spool {
     tx.pending--;
     const queue = p.queues[0];
     if (p.kind === 'tx') tx.live = [];
-    if (p.kind === 'remove' && durableAt(tx, queue) >= 0 && !tx.live.includes(queue)) tx.live.push(queue);
+    if (p.kind === 'remove' && durableAt(tx, queue) >= 0 && !isLive(tx, queue)) liveList(tx).push(queue);
     this.forgetIfDead(tx);
   }
 
   private forgetIfDead(tx: TxState): void {
-    if (tx.durable.length > 0 || tx.live.length > 0 || tx.pending > 0) return;
+    if (tx.durable.length > 0 || (tx.live !== null && tx.live.length > 0) || tx.pending > 0) return;
     if (this.index.get(tx.id) === tx) this.index.delete(tx.id);
   }
 
@@ -776,22 +775,19 @@ function txEntryMeta(rec: TxRecord, queue: number): string {
   return entry.meta;
 }
 
-/** The index state of a recovered transaction (exact-size arrays: one per live message). */
-function indexedTx(r: ReplayTx, seg: Segment): TxState {
-  const n = r.entries.length;
-  const durable = new Array<number>(n * 3);
-  const live = new Array<number>(n);
-  for (let i = 0; i < n; i++) {
-    const e = r.entries[i];
-    durable[3 * i] = e.queue;
-    durable[3 * i + 1] = e.seg;
-    durable[3 * i + 2] = e.off;
-    live[i] = e.queue;
+/** Is `queue` logically live (live === null: the durable entries are the live ones)? */
+function isLive(tx: TxState, queue: number): boolean {
+  return tx.live === null ? indexOfQueue(tx.durable, queue) >= 0 : tx.live.includes(queue);
+}
+
+/** The live list, made explicit (from the durable entries) before it is changed. */
+function liveList(tx: TxState): number[] {
+  if (tx.live === null) {
+    const live = new Array<number>(tx.durable.length / 3);
+    for (let i = 0; i < live.length; i++) live[i] = tx.durable[3 * i];
+    tx.live = live;
   }
-  seg.liveTx++;
-  seg.liveBytes += r.len;
-  // r.bodies is already an exact-size array and the replay is discarded: no copy.
-  return { id: r.id, seg, off: r.off, len: r.len, bodies: r.bodies, durable, live, pending: 0, version: 0 };
+  return tx.live;
 }
 
 function durableAt(tx: TxState, queue: number): number {

@@ -12,45 +12,67 @@
  *  - REMOVE makes an entry dead for good; for an unknown transaction it is a no-op.
  *  - A transaction without live entries is forgotten.
  *
- * Output: `txs`, in order of first appearance, each with its meta and every live entry's latest
- * state as JSON text (read with `text(at, len)`), the location of its TX record and of each
- * body, and for each entry the location of the record that holds its latest state (so it can
- * be re-read for compaction).
+ * Output: `txs`, in order of first appearance: for each transaction the location of its TX
+ * record and of each body, and for each live entry its queue number and the location of the
+ * record that holds its latest state (so it can be re-read for compaction) — already in the
+ * shape of the journal's index (TxIndex): recovery keeps these very objects as its index
+ * instead of building a second set. Beside them, until the Replay is dropped, each entry's
+ * latest state (`valueOf`, or `textOf` when it was kept as text) and the transaction metadata
+ * (`meta(tx)`).
  *
- * Memory: records come from the scanner as raw views (decodeRaw), and their JSON text is copied
- * byte for byte into large off-heap buffers (TextArena) instead of being kept as a million
- * JavaScript strings until the replay ends: strings that live that long are copied twice by the
- * young-generation collector and then marked by every full collection while the heap grows,
- * which was a third of recovery time and much of its peak memory (1,000,000 queued recipients).
- * Text becomes a string again only when it is read (`text`), just before JSON.parse. The arena
- * holds the text of every TX and UPDATE record replayed, dead ones included, until the Replay
- * is dropped; compaction keeps a spool's dead share bounded.
+ * Memory (1,000,000 queued recipients, 556,000 transactions; every figure measured): on this
+ * machine each GiB of fresh memory costs ~3.5 s to touch, so what recovery allocates is what
+ * it costs.
+ *  - Records come from the scanner as raw views (decodeRaw). JSON text that must be kept is
+ *    copied byte for byte into large off-heap buffers (TextArena) rather than kept as strings
+ *    (long-lived strings are copied twice by the young-generation collector and marked by every
+ *    full collection), and becomes a string only when read.
+ *  - With a decoder (`ReplayOptions.decode`, recovery in the daemon) a TX record's entries are
+ *    decoded from their bytes as the record is read and only the decoder's value is kept (the
+ *    arena had grown to ~480 MB by the end of the scan). An UPDATE's text still goes to the
+ *    arena and is decoded at the end, so an entry updated many times is decoded once for its
+ *    TX record and once for its last state, not once per record. `meta: false` keeps no
+ *    transaction metadata at all.
+ *  - Per transaction the replay allocates only what the index keeps (one TxIndex, its bodies
+ *    and durable arrays); the states wait in one replay-wide array indexed by `slot`, a bare
+ *    value for a one-entry transaction. Per-entry objects and per-transaction records that die
+ *    at the end of recovery were ~200 MB of promoted garbage, holes in the old generation that
+ *    kept the process's memory up long after.
  */
 import type { RawRecord } from './record';
 
 type RawTx = Extract<RawRecord, { type: 'tx' }>;
 
-export interface ReplayEntry {
-  queue: number;
-  /** Latest state as JSON text: arena position and byte length (Replay.text). */
-  metaAt: number;
-  metaLen: number;
-  /** Segment and offset of the record holding that state. */
-  seg: number;
-  off: number;
-}
-
-export interface ReplayTx {
-  id: string;
-  /** Transaction metadata as JSON text: arena position and byte length (Replay.text). */
-  metaAt: number;
-  metaLen: number;
-  seg: number;
+/**
+ * One transaction as the journal indexes it (journal.ts's TxState is this with S = Segment).
+ * Every object of the index has this shape, created whole, so they share one hidden class.
+ */
+export interface TxIndex<S> {
+  readonly id: string;
+  /** Segment of the durable TX record (null until a new commit is durable). */
+  seg: S | null;
   off: number;
   len: number;
-  /** Absolute file offset and length of each body, flattened: [off0, len0, off1, len1, …]. */
+  /** Absolute offset and length of each body: [off0, len0, off1, len1, …]. */
   bodies: number[];
-  entries: ReplayEntry[];
+  /** Durably live entries: [queue, segment seq, offset of the record with its latest state, …]. */
+  durable: number[];
+  /**
+   * Logically live entries: durable ones minus queued removes plus a queued commit's; null
+   * when they are exactly the durable ones (a recovered transaction, until its first remove).
+   */
+  live: number[] | null;
+  /** Records queued for this transaction and not yet durable. */
+  pending: number;
+  /** Bumped by each queued update/remove; lets compaction detect a change during its reads. */
+  version: number;
+  /** Replay only: where its states are in the replay's arrays; -1 once recovered. */
+  slot: number;
+}
+
+/** A new index object (the one place that creates them, so the shape is always the same). */
+export function newTxIndex<S>(id: string, seg: S | null, off: number, len: number, bodies: number[], durable: number[], live: number[] | null, slot: number): TxIndex<S> {
+  return { id, seg, off, len, bodies, durable, live, pending: 0, version: 0, slot };
 }
 
 /** Arena chunk size; a text longer than this gets a chunk of its own. */
@@ -80,80 +102,209 @@ export class TextArena {
       this.curIndex = this.chunks.length - 1;
       this.pos = 0;
     }
-    bytes.copy(this.cur, this.pos);
+    // TypedArray#set: a native copy; Buffer#copy goes through JS argument checks per call.
+    this.cur.set(bytes, this.pos);
     const at = this.curIndex * CHUNK + this.pos;
     this.pos += len;
     return at;
   }
 
   get(at: number, len: number): string {
+    return this.bytes(at, len).toString('utf8');
+  }
+
+  /** The bytes stored at `at`, as a view (valid while the arena lives). */
+  bytes(at: number, len: number): Buffer {
     const chunk = this.chunks[Math.floor(at / CHUNK)];
     const off = at % CHUNK;
-    return chunk.toString('utf8', off, off + len);
+    return chunk.subarray(off, off + len);
   }
 }
 
-export class Replay {
-  readonly txs = new Map<string, ReplayTx>();
-  private readonly arena = new TextArena();
+/**
+ * Turns an entry's JSON text (UTF-8 bytes, a view valid only during the call) into the value to
+ * keep; must not throw (a throw ends the replay).
+ */
+export type EntryDecoder = (transaction: string, queue: number, text: Buffer) => unknown;
 
-  /** The JSON text stored at `at` (a metaAt) with byte length `len` (its metaLen). */
-  text(at: number, len: number): string {
-    return this.arena.get(at, len);
+export interface ReplayOptions {
+  /** Decode TX records' entries as they are read and keep only the value. */
+  decode?: EntryDecoder;
+  /** Keep each transaction's metadata text (default true). */
+  meta?: boolean;
+}
+
+/** The states of a transaction of several entries, in `durable` order (a bare value: one entry). */
+class Several {
+  constructor(readonly values: unknown[]) {}
+}
+
+export class Replay<S = number> {
+  readonly txs = new Map<string, TxIndex<S>>();
+  private readonly arena = new TextArena();
+  private readonly decode: EntryDecoder | undefined;
+  private readonly keepMeta: boolean;
+  /** By slot: the decoded states (one value, or Several). */
+  private readonly values: unknown[] = [];
+  /** By slot, only where some state is text: [arena position, byte length] per entry, -1 = decoded. */
+  private readonly texts = new Map<number, number[]>();
+  /** By slot: the metadata's arena position and byte length (keepMeta). */
+  private readonly metas: number[] = [];
+
+  constructor(opts: ReplayOptions = {}) {
+    this.decode = opts.decode;
+    this.keepMeta = opts.meta ?? true;
   }
 
-  apply(rec: RawRecord, seg: number, off: number, len: number, bodyOffsets: number[]): void {
+  /** The transaction metadata as JSON text (null when not kept). */
+  meta(tx: TxIndex<S>): string | null {
+    const at = this.metas[2 * tx.slot];
+    return this.keepMeta && at !== undefined && at >= 0 ? this.arena.get(at, this.metas[2 * tx.slot + 1]) : null;
+  }
+
+  /**
+   * Entry i's latest state (i in durable order: the entry whose queue is durable[3i]) when it was
+   * kept as text, else null; a view valid while the Replay lives.
+   */
+  textOf(tx: TxIndex<S>, i: number): Buffer | null {
+    const texts = this.texts.get(tx.slot);
+    return texts !== undefined && texts[2 * i] >= 0 ? this.arena.bytes(texts[2 * i], texts[2 * i + 1]) : null;
+  }
+
+  /** Entry i's decoded state (undefined when textOf has it). */
+  valueOf(tx: TxIndex<S>, i: number): unknown {
+    const v = this.values[tx.slot];
+    return v instanceof Several ? v.values[i] : v;
+  }
+
+  /** `seg`: the segment object to record (S), `seq`: its sequence number. */
+  apply(rec: RawRecord, seg: S, seq: number, off: number, len: number, bodyOffsets: number[]): void {
     switch (rec.type) {
       case 'tx':
-        return this.tx(rec, seg, off, len, bodyOffsets);
-      case 'update': {
-        const entry = this.txs.get(rec.id)?.entries.find((e) => e.queue === rec.queue);
-        if (!entry) return;
-        entry.metaAt = this.arena.put(rec.meta);
-        entry.metaLen = rec.meta.length;
-        entry.seg = seg;
-        entry.off = off;
-        return;
-      }
+        return this.tx(rec, seg, seq, off, len, bodyOffsets);
+      case 'update':
+        return this.update(rec.id, rec.queue, rec.meta, seq, off);
       case 'remove':
         return this.remove(rec.id, rec.queue);
     }
   }
 
-  private tx(rec: RawTx, seg: number, off: number, len: number, bodyOffsets: number[]): void {
+  private tx(rec: RawTx, seg: S, seq: number, off: number, len: number, bodyOffsets: number[]): void {
     if (rec.entries.length === 0) {
-      this.txs.delete(rec.id);
+      const known = this.txs.get(rec.id);
+      if (known) this.forget(known);
       return;
     }
-    const entries = this.entriesOf(rec, seg, off);
     // Exact-size arrays, no closure: one of these per queued message, a million at a time.
     const bodies = new Array<number>(2 * rec.bodies.length);
     for (let i = 0; i < rec.bodies.length; i++) {
       bodies[2 * i] = off + bodyOffsets[i];
       bodies[2 * i + 1] = rec.bodies[i].length;
     }
-    const metaAt = this.arena.put(rec.meta);
-    // Map.set on an existing key keeps its position: a rewrite stays in original commit order.
-    this.txs.set(rec.id, { id: rec.id, metaAt, metaLen: rec.meta.length, seg, off, len, bodies, entries });
+    const slot = this.values.length;
+    this.values.push(undefined);
+    const durable = this.entries(rec, seq, off, slot);
+    if (this.keepMeta) {
+      this.metas[2 * slot] = this.arena.put(rec.meta);
+      this.metas[2 * slot + 1] = rec.meta.length;
+    }
+    // No lookup first (a million of them, each a few cache misses): a rewrite of a known id
+    // replaces the object in place, so the map keeps commit order; what the replaced object's
+    // slot still holds is dropped with the Replay.
+    this.txs.set(rec.id, newTxIndex<S>(rec.id, seg, off, len, bodies, durable, null, slot));
   }
 
   /**
-   * One entry per queue number: a repeated number keeps its first position and takes the later
-   * state (encode never writes one; a Map sorts it out when a record has several entries, the
-   * usual one-entry record needs none).
+   * The durable array of a TX record's entries, their states stored at `slot`. One entry per
+   * queue number: a repeated number keeps its first position and takes the later state (encode
+   * never writes one).
    */
-  private entriesOf(rec: RawTx, seg: number, off: number): ReplayEntry[] {
-    const entry = (e: RawTx['entries'][number]): ReplayEntry => ({ queue: e.queue, metaAt: this.arena.put(e.meta), metaLen: e.meta.length, seg, off });
-    if (rec.entries.length === 1) return [entry(rec.entries[0])];
-    const byQueue = new Map<number, ReplayEntry>();
-    for (const e of rec.entries) byQueue.set(e.queue, entry(e));
-    return [...byQueue.values()];
+  private entries(rec: RawTx, seq: number, off: number, slot: number): number[] {
+    const list = rec.entries;
+    if (list.length === 1) {
+      this.values[slot] = this.keep(rec.id, list[0].queue, list[0].meta, slot, 0, 1);
+      return [list[0].queue, seq, off];
+    }
+    const at = new Map<number, number>();
+    const queues: number[] = [];
+    for (const e of list) {
+      if (!at.has(e.queue)) at.set(e.queue, queues.push(e.queue) - 1);
+    }
+    const values = new Array<unknown>(queues.length);
+    for (const e of list) {
+      const i = at.get(e.queue)!;
+      values[i] = this.keep(rec.id, e.queue, e.meta, slot, i, queues.length);
+    }
+    this.values[slot] = new Several(values);
+    const durable = new Array<number>(3 * queues.length);
+    for (let i = 0; i < queues.length; i++) {
+      durable[3 * i] = queues[i];
+      durable[3 * i + 1] = seq;
+      durable[3 * i + 2] = off;
+    }
+    return durable;
+  }
+
+  /** The value to keep for entry i of n: decoded now with a decoder, else its text in the arena. */
+  private keep(id: string, queue: number, meta: Buffer, slot: number, i: number, n: number): unknown {
+    if (this.decode) {
+      this.clearText(slot, i);
+      return this.decode(id, queue, meta);
+    }
+    this.setText(slot, i, n, meta);
+    return undefined;
+  }
+
+  private setText(slot: number, i: number, n: number, meta: Buffer): void {
+    let texts = this.texts.get(slot);
+    if (!texts) this.texts.set(slot, (texts = new Array<number>(2 * n).fill(-1)));
+    texts[2 * i] = this.arena.put(meta);
+    texts[2 * i + 1] = meta.length;
+  }
+
+  private clearText(slot: number, i: number): void {
+    const texts = this.texts.get(slot);
+    if (texts) texts[2 * i] = -1;
+  }
+
+  private update(id: string, queue: number, meta: Buffer, seq: number, off: number): void {
+    const tx = this.txs.get(id);
+    const i = tx ? indexOfQueue(tx.durable, queue) : -1;
+    if (!tx || i < 0) return;
+    tx.durable[3 * i + 1] = seq;
+    tx.durable[3 * i + 2] = off;
+    this.setText(tx.slot, i, tx.durable.length / 3, meta);
+    const v = this.values[tx.slot];
+    if (v instanceof Several) v.values[i] = undefined;
+    else this.values[tx.slot] = undefined;
   }
 
   private remove(id: string, queue: number): void {
     const tx = this.txs.get(id);
-    if (!tx) return;
-    tx.entries = tx.entries.filter((e) => e.queue !== queue);
-    if (tx.entries.length === 0) this.txs.delete(id);
+    const i = tx ? indexOfQueue(tx.durable, queue) : -1;
+    if (!tx || i < 0) return;
+    if (tx.durable.length === 3) return this.forget(tx);
+    tx.durable.splice(3 * i, 3);
+    this.texts.get(tx.slot)?.splice(2 * i, 2);
+    const v = this.values[tx.slot];
+    if (v instanceof Several) v.values.splice(i, 1);
   }
+
+  /** Drop a transaction and what the replay holds for it. */
+  forget(tx: TxIndex<S>): void {
+    this.txs.delete(tx.id);
+    this.release(tx);
+  }
+
+  /** Let go of a transaction's states (once they are handed over). */
+  release(tx: TxIndex<S>): void {
+    this.values[tx.slot] = undefined;
+    this.texts.delete(tx.slot);
+  }
+}
+
+/** Index i such that durable[3i] === queue, or -1. */
+export function indexOfQueue(durable: readonly number[], queue: number): number {
+  for (let i = 0; i < durable.length; i += 3) if (durable[i] === queue) return i / 3;
+  return -1;
 }

@@ -20,13 +20,29 @@ export interface SpoolCommit {
   entries: Array<{ queue: number; meta: Json }>;
 }
 
-export interface RecoveredTransaction {
+/** `E`: what an entry's state is handed back as (its JSON, or RecoverOptions.entry's value). */
+export interface RecoveredTransaction<E = Json> {
   id: string;
+  /** Transaction metadata; null when RecoverOptions.meta is false. */
   meta: Json;
   /** Body sizes in bytes, by index. */
   bodySizes: number[];
   /** Live entries only (not removed), each with its most recent state. */
-  entries: Array<{ queue: number; meta: Json }>;
+  entries: Array<{ queue: number; meta: E }>;
+}
+
+/**
+ * How recover hands entries back (spool recovery with a large queue: see docs/spool.md).
+ * `entry` turns an entry's JSON text (UTF-8 bytes; a view valid only during the call) into the
+ * caller's value while the segments are read, so the spool keeps that value instead of the
+ * text. It may be called for states later replaced (a TX record's entry that a later UPDATE or
+ * REMOVE supersedes) and must not throw: a throw ends recovery with that error, so a caller
+ * reports a bad entry in its value. `meta: false`: transaction metadata is neither kept nor
+ * parsed (RecoveredTransaction.meta is null), for a caller that does not read it.
+ */
+export interface RecoverOptions<E> {
+  entry(transaction: string, queue: number, text: Buffer): E;
+  meta?: boolean;
 }
 
 export interface RecoveryReport {
@@ -58,6 +74,7 @@ export class SpoolFullError extends Error {
 export interface Spool {
   /** Read every segment, calling `onTransaction` for each transaction with live entries. */
   recover(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport>;
+  recover<E>(onTransaction: (tx: RecoveredTransaction<E>) => void, opts: RecoverOptions<E>): Promise<RecoveryReport>;
   /** Durably write a transaction. Resolves only once it is on disk (fsync, grouped). */
   commit(tx: SpoolCommit): Promise<void>;
   /** Durably replace the state of one entry. */
