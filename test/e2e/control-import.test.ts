@@ -10,10 +10,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { encodeMessage } from '../../src/control/schema';
-import { BIN, defaultApp, message, run, sendRaw, spoolBody, spoolEntries, startDaemon, which, writeConfig, type ConfigSet, type Daemon } from './harness';
+import { BIN, controlRequest, defaultApp, message, run, sendRaw, spoolBody, spoolEntries, startDaemon, which, writeConfig, type ConfigSet, type Daemon } from './harness';
 
 let cfg: ConfigSet;
 let d: Daemon;
@@ -239,25 +238,8 @@ test('bad import requests are refused with a reason and change nothing', async (
   assert.equal((await spoolEntries(cfg)).length, count);
 });
 
-/** One framed request (API 6.6, letter, u64 LE length, body) on the Unix socket; its reply. */
 function request(letter: string, body: Buffer): Promise<{ status: string; payload: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(socketPath());
-    const chunks: Buffer[] = [];
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(body.length));
-    c.on('connect', () => c.write(Buffer.concat([Buffer.from([6, 6]), Buffer.from(letter), len, body])));
-    c.on('data', (b) => {
-      chunks.push(b);
-      const all = Buffer.concat(chunks);
-      if (all.length >= 9 && all.length >= 9 + Number(all.readBigUInt64LE(1))) {
-        c.end();
-        resolve({ status: all.subarray(0, 1).toString(), payload: all.subarray(9, 9 + Number(all.readBigUInt64LE(1))) });
-      }
-    });
-    c.on('error', reject);
-    setTimeout(() => (c.destroy(), reject(new Error('no reply'))), 10_000).unref();
-  });
+  return controlRequest(socketPath(), letter, body);
 }
 
 test('QueueImportRequest and QueueUnloadRequest encoded by protoc against the reference schema', { skip: !which('protoc') && 'protoc is not installed' }, async () => {

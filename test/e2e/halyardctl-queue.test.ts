@@ -8,10 +8,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { encodeMessage } from '../../src/control/schema';
-import { BIN, defaultApp, message, run, sendRaw, spoolEntries, startDaemon, which, writeConfig, type ConfigSet, type Daemon } from './harness';
+import { BIN, controlRequest, defaultApp, message, run, sendRaw, spoolEntries, startDaemon, which, writeConfig, type ConfigSet, type Daemon } from './harness';
 
 let cfg: ConfigSet;
 let d: Daemon;
@@ -141,35 +140,15 @@ test('queue quota prints zero counts for a quota no entry carries', async () => 
   assert.deepEqual(r.stdout.trimEnd().split('\n').map((l) => l.split(/\s+/)), [['QUOTA', 'COUNT', 'BYTES'], ['tenant-a', '0', '0']]);
 });
 
-/** Send one framed request (API version 6.6, the command letter, u64 little-endian length + body) and return the '+' payload. */
-function request(socket: string, letter: string, body: Buffer): Promise<{ status: string; payload: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const c = net.createConnection(socket);
-    const chunks: Buffer[] = [];
-    const len = Buffer.alloc(8);
-    len.writeBigUInt64LE(BigInt(body.length));
-    c.on('connect', () => c.write(Buffer.concat([Buffer.from([6, 6]), Buffer.from(letter), len, body])));
-    c.on('data', (b) => {
-      chunks.push(b);
-      const all = Buffer.concat(chunks);
-      if (all.length >= 9 && all.length >= 9 + Number(all.readBigUInt64LE(1))) {
-        c.end();
-        resolve({ status: all.subarray(0, 1).toString(), payload: all.subarray(9, 9 + Number(all.readBigUInt64LE(1))) });
-      }
-    });
-    c.on('error', reject);
-    setTimeout(() => (c.destroy(), reject(new Error('no reply'))), 10_000).unref();
-  });
-}
 
 test('export (command 0) returns the stored message of one entry; an unknown id is refused', async () => {
   const e = (await spoolEntries(cfg)).find((x) => x.entry.recipient === 'a2@hold.example')!;
   const [transaction, queue] = e.id.split(':');
   const body = encodeMessage('QueueExportRequest', { id: { transaction, queue: Number(queue) } });
-  const r = await request(path.join(cfg.dir, 'smtpd.ctl'), '0', body);
+  const r = await controlRequest(path.join(cfg.dir, 'smtpd.ctl'), '0', body);
   assert.equal(r.status, '+');
   assert.match(r.payload.toString(), /^Subject: one\r$/m);
-  const missing = await request(path.join(cfg.dir, 'smtpd.ctl'), '0', encodeMessage('QueueExportRequest', { id: { transaction: '00000000-0000-4000-8000-000000000000', queue: 1 } }));
+  const missing = await controlRequest(path.join(cfg.dir, 'smtpd.ctl'), '0', encodeMessage('QueueExportRequest', { id: { transaction: '00000000-0000-4000-8000-000000000000', queue: 1 } }));
   assert.deepEqual([missing.status, missing.payload.toString()], ['E', 'no such queue entry']);
 });
 
@@ -178,14 +157,14 @@ test('a QueueListRequest encoded by protoc against the reference schema is answe
   const protoc = (args: string[], input: Buffer) => execFileSync('protoc', [`-I${dir}`, ...args, path.basename(REFERENCE)], { input });
   const text = 'conditions { recipients { domain { value: "hold.example" } } } sortings { recipient { localpart: DESC } }';
   const body = protoc(['--encode=smtpd.QueueListRequest'], Buffer.from(text));
-  const r = await request(path.join(cfg.dir, 'smtpd.ctl'), 'F', body);
+  const r = await controlRequest(path.join(cfg.dir, 'smtpd.ctl'), 'F', body);
   assert.equal(r.status, '+', r.payload.toString());
   const decoded = protoc(['--decode=smtpd.QueueListResponse'], r.payload).toString();
   const locals = [...decoded.matchAll(/recipient \{\s*localpart: "([^"]+)"/g)].map((m) => m[1]);
   assert.deepEqual(locals, ['a2', 'a1']);
   assert.match(decoded, /paging \{\s*total: 2\s*\}/);
   const update = protoc(['--encode=smtpd.QueueUpdateRequest'], Buffer.from('conditions { recipients { domain { value: "hold.example" } } } move { freeze: HOLD }'));
-  const u = await request(path.join(cfg.dir, 'smtpd.ctl'), 'G', update);
+  const u = await controlRequest(path.join(cfg.dir, 'smtpd.ctl'), 'G', update);
   assert.equal(u.status, '+');
   assert.match(protoc(['--decode=smtpd.QueueUpdateResponse'], u.payload).toString(), /affected: 2/);
 });

@@ -310,3 +310,24 @@ export function monitorPort(d: Daemon): number {
   if (!l) throw new Error('the monitor is not listening');
   return l.port as number;
 }
+
+/** Send one framed request (API version 6.6, the command letter, u64 little-endian length + body) and return the '+' payload. */
+export function controlRequest(socket: string, letter: string, body: Buffer): Promise<{ status: string; payload: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const c = net.createConnection(socket);
+    const chunks: Buffer[] = [];
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(body.length));
+    c.on('connect', () => c.write(Buffer.concat([Buffer.from([6, 6]), Buffer.from(letter), len, body])));
+    c.on('data', (b) => {
+      chunks.push(b);
+      const all = Buffer.concat(chunks);
+      if (all.length >= 9 && all.length >= 9 + Number(all.readBigUInt64LE(1))) {
+        c.end();
+        resolve({ status: all.subarray(0, 1).toString(), payload: all.subarray(9, 9 + Number(all.readBigUInt64LE(1))) });
+      }
+    });
+    c.on('error', reject);
+    setTimeout(() => (c.destroy(), reject(new Error('no reply'))), 10_000).unref();
+  });
+}
