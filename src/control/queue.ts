@@ -21,7 +21,7 @@
  *   Entries moved to ACTIVE wake the queue manager. Removed entries (delete, bounce) then get
  *   the post-delivery hook (queue-hooks.ts) before the reply.
  * - Import (queue-import.ts), unload (queue-unload.ts): see there.
- * - Quota: entries carrying the quota name, with their bytes.
+ * - Quota: entries carrying the quota name, with their bytes (the store's counters).
  * - Export: the stored message of one entry (RFC 5322 bytes as received, not a queue file).
  * Errors: `ControlError` for requests that cannot be carried out (unknown transport, bad
  * priority, DSN not queued, unknown id on export, bad import data, no unload folder).
@@ -111,19 +111,8 @@ export function queueControl(opts: QueueControlOptions): QueueControl {
       return fast ?? groupBy(req, matches(req.conditions, now()), now());
     },
     update: (req) => update(opts, req, matches(req.conditions, now()), now, random, claims),
-    quota(req) {
-      const name = req.quota ?? '';
-      let count = 0;
-      let bytes = 0;
-      opts.store.scan((e) => {
-        if (e.quotas.includes(name)) {
-          count++;
-          bytes += e.size;
-        }
-        return false;
-      });
-      return { count, bytes };
-    },
+    // The store keeps the counters (the same that queue_quota() reads), no scan.
+    quota: (req) => opts.store.quota(req.quota ?? ''),
     import: (req) => importMessage({ ingress: opts.ingress, store: opts.store, config: opts.config, hostname: opts.hostname, newId: opts.newId, now, log: opts.log }, req),
     /** The message as stored (RFC 5322, CRLF), not Halon's HQF format. */
     async export(req) {

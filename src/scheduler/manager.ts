@@ -327,7 +327,8 @@ export class QueueManager {
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.expiryAt = undefined;
-      if (this.shaping?.expire(this.now())) this.onWake('all');
+      // Something expired: the engine itself wakes everyone ('all').
+      this.shaping?.expire(this.now());
       this.armExpiry();
     }, Math.min(MAX_TIMER, Math.max(0, next - this.now())));
     this.expiryTimer.unref();
@@ -379,14 +380,15 @@ export class QueueManager {
     const route = this.routeFor(head, dest, snap.config);
     if (!route) return false;
     const now = this.now();
+    const domain = head.recipientaddress.domain.toLowerCase();
     const base = {
       tenantid: head.tenantid,
       jobid: head.jobid,
       transportid: head.transportid,
-      recipientdomain: head.recipientaddress.domain.toLowerCase(),
+      recipientdomain: domain,
       remotemx: route.remotemx,
       remoteip: route.remoteip,
-      grouping: this.shaping.groupingOf(head.recipientaddress.domain.toLowerCase(), route.remotemx, route.remoteip),
+      grouping: this.shaping.groupingOf(domain, route.remotemx, route.remoteip),
     };
     let until: number | undefined;
     const keys: string[] = [];
