@@ -34,7 +34,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { decode, encodeParts, EncodedRecord, HEADER_SIZE, SpoolRecord, TxRecord } from './record';
+import { decode, encodeParts, encodeUpdates, EncodedRecord, HEADER_SIZE, SpoolRecord, TxRecord, UpdateRecord } from './record';
 import { listSegments, scanBuffers, scanSegment, ScanResult, segmentPath } from './segment-file';
 import { indexOfQueue, newTxIndex, Replay, type EntryDecoder, type TxIndex } from './replay';
 import { acquireLock, SpoolLockedError } from './lock';
@@ -51,6 +51,7 @@ import {
   SpoolFullError,
   SpoolOptions,
   SpoolStats,
+  SpoolUpdate,
 } from './types';
 
 export { SpoolError, SpoolFullError, SpoolLockedError };
@@ -84,15 +85,17 @@ class Segment {
 /** One transaction in the index (fields: replay.ts's TxIndex; created only by newTxIndex). */
 type TxState = TxIndex<Segment>;
 
-type PendingKind = 'tx' | 'rewrite' | 'update' | 'remove';
+type PendingKind = 'tx' | 'rewrite' | 'update' | 'remove' | 'updates';
 
 interface Pending {
   kind: PendingKind;
   tx: TxState;
   enc: EncodedRecord;
-  /** tx/rewrite: the entries carried; update/remove: the one entry. */
+  /** tx/rewrite: the entries carried; update/remove: the one entry; updates: one per record. */
   queues: number[];
   bodySizes: number[];
+  /** updates: the transaction and start (inside `enc`) of each record; `tx` is the first. */
+  many?: { txs: TxState[]; offsets: number[] };
   resolve(): void;
   reject(err: Error): void;
 }
@@ -312,6 +315,51 @@ export class Journal implements Spool {
     return this.submit('update', tx, enc, [queue], []);
   }
 
+  async updateMany(items: readonly SpoolUpdate[]): Promise<Array<Error | undefined>> {
+    this.assertWritable();
+    const refused = new Array<Error | undefined>(items.length).fill(undefined);
+    const records: UpdateRecord[] = [];
+    const txs: TxState[] = [];
+    items.forEach((it, i) => {
+      const tx = this.index.get(it.transaction);
+      if (!tx || !isLive(tx, it.queue)) {
+        refused[i] = new SpoolError('SPOOL_NOT_FOUND', `spool: no live entry ${it.transaction}:${it.queue}`);
+        return;
+      }
+      try {
+        records.push({ type: 'update', id: it.transaction, queue: it.queue, meta: jsonText(it.meta) });
+        txs.push(tx);
+      } catch (err) {
+        refused[i] = err as Error;
+      }
+    });
+    if (records.length === 0) return refused;
+    let enc: { buf: Buffer; offsets: number[] };
+    try {
+      enc = encodeUpdates(records);
+    } catch (err) {
+      throw err instanceof RangeError ? new SpoolError('SPOOL_INVALID', err.message) : err;
+    }
+    for (const tx of txs) {
+      tx.version++;
+      tx.pending++;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.queue.push({
+        kind: 'updates',
+        tx: txs[0],
+        enc: { parts: [enc.buf], length: enc.buf.length, bodyOffsets: [] },
+        queues: records.map((r) => r.queue),
+        bodySizes: [],
+        many: { txs, offsets: enc.offsets },
+        resolve,
+        reject,
+      });
+      if (!this.loop) this.loop = this.drain();
+    });
+    return refused;
+  }
+
   async remove(transaction: string, queue: number): Promise<void> {
     this.assertWritable();
     const tx = this.index.get(transaction);
@@ -516,29 +564,48 @@ export class Journal implements Spool {
   // In-memory index: applied once a record is durable, undone when its batch fails
 
   private apply(p: Pending, seg: Segment, off: number): void {
+    if (p.many) {
+      p.many.txs.forEach((tx, i) => {
+        this.settled(tx);
+        this.updated(tx, p.queues[i], seg, off + p.many!.offsets[i]);
+        this.forgetIfDead(tx);
+      });
+      return;
+    }
     const tx = p.tx;
-    tx.pending--;
-    if (tx.pending === 0 && tx.seg !== null && tx.seg === this.compactJob?.seg) this.compactAgain = true;
+    this.settled(tx);
     switch (p.kind) {
       case 'tx':
       case 'rewrite':
         this.place(tx, seg, off, p);
         break;
-      case 'update': {
-        const at = durableAt(tx, p.queues[0]);
-        if (at >= 0) {
-          tx.durable[at + 1] = seg.seq;
-          tx.durable[at + 2] = off;
-        }
+      case 'update':
+        this.updated(tx, p.queues[0], seg, off);
         break;
-      }
       case 'remove':
         this.dropDurable(tx, p.queues[0]);
         break;
+      case 'updates':
+        throw new Error('spool: an updates batch without its records');
       default:
         assertNever(p.kind);
     }
     this.forgetIfDead(tx);
+  }
+
+  /** A record of the transaction is written (or failed): one fewer in flight. */
+  private settled(tx: TxState): void {
+    tx.pending--;
+    if (tx.pending === 0 && tx.seg !== null && tx.seg === this.compactJob?.seg) this.compactAgain = true;
+  }
+
+  /** The entry's current state is now the UPDATE record at seg/off. */
+  private updated(tx: TxState, queue: number, seg: Segment, off: number): void {
+    const at = durableAt(tx, queue);
+    if (at >= 0) {
+      tx.durable[at + 1] = seg.seq;
+      tx.durable[at + 2] = off;
+    }
   }
 
   private place(tx: TxState, seg: Segment, off: number, p: Pending): void {
@@ -576,6 +643,13 @@ export class Journal implements Spool {
   }
 
   private rollback(p: Pending): void {
+    if (p.many) {
+      for (const t of p.many.txs) {
+        t.pending--;
+        this.forgetIfDead(t);
+      }
+      return;
+    }
     const tx = p.tx;
     tx.pending--;
     const queue = p.queues[0];

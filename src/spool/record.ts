@@ -107,37 +107,29 @@ export const crc32Portable: Crc = tableCrc32();
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-/** Accumulates the small, non-body parts of a payload into one buffer. */
-class PayloadWriter {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  u8(v: number): void { this.push(Buffer.from([v])); }
+/** CRC-32 of each record type byte alone: the running value a record's checksum starts from. */
+const TYPE_CRC: Record<number, number> = Object.fromEntries(Object.values(RecordType).map((t) => [t, crc32(Uint8Array.of(t))]));
+
+/**
+ * Writes the small parts of records into a buffer sized beforehand (no intermediate buffers:
+ * a hold of 100,000 entries used to allocate eight small buffers per record, and allocating
+ * their pools cost more than everything else the journal did).
+ */
+class Writer {
+  constructor(readonly buf: Buffer, public pos: number) {}
+  u8(v: number): void { this.buf[this.pos++] = v; }
   u32(v: number): void {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v, 0);
-    this.push(b);
+    this.buf.writeUInt32LE(v, this.pos);
+    this.pos += 4;
   }
-  bytes(b: Buffer): void { this.push(b); }
-  str32(s: string): void {
-    const b = Buffer.from(s, 'utf8');
-    this.u32(b.length);
-    this.push(b);
+  /** A string whose UTF-8 length the caller measured. */
+  text(s: string, bytes: number): void {
+    if (bytes > 0) this.buf.write(s, this.pos, bytes, 'utf8');
+    this.pos += bytes;
   }
-  id(s: string): void {
-    const b = Buffer.from(s, 'utf8');
-    if (b.length === 0 || b.length > 255) throw new RangeError('spool record: id must be 1..255 bytes');
-    this.u8(b.length);
-    this.push(b);
-  }
-  take(): Buffer {
-    const out = Buffer.concat(this.chunks, this.size);
-    this.chunks = [];
-    this.size = 0;
-    return out;
-  }
-  private push(b: Buffer): void {
-    this.chunks.push(b);
-    this.size += b.length;
+  str32(s: string, bytes: number): void {
+    this.u32(bytes);
+    this.text(s, bytes);
   }
 }
 
@@ -147,55 +139,122 @@ function checkQueue(queue: number): void {
   }
 }
 
-/** Payload parts of a TX record: small buffers interleaved with the (uncopied) bodies. */
-function txPayload(r: TxRecord): { parts: Buffer[]; bodyStarts: number[] } {
-  const w = new PayloadWriter();
-  w.id(r.id);
-  w.str32(r.meta);
-  w.u32(r.entries.length);
-  for (const e of r.entries) {
-    checkQueue(e.queue);
-    w.u32(e.queue);
-    w.str32(e.meta);
-  }
-  w.u32(r.bodies.length);
-  const parts: Buffer[] = [];
-  const bodyStarts: number[] = [];
-  let at = 0;
-  for (const body of r.bodies) {
-    w.u32(body.length);
-    const head = w.take();
-    parts.push(head, body);
-    bodyStarts.push(at + head.length);
-    at += head.length + body.length;
-  }
-  const tail = w.take();
-  if (tail.length > 0) parts.push(tail);
-  return { parts, bodyStarts };
+function idBytes(id: string): number {
+  const n = Buffer.byteLength(id, 'utf8');
+  if (n === 0 || n > 255) throw new RangeError('spool record: id must be 1..255 bytes');
+  return n;
 }
 
-function smallPayload(r: UpdateRecord | RemoveRecord): Buffer[] {
-  const w = new PayloadWriter();
-  w.id(r.id);
+function header(buf: Buffer, at: number, type: number, length: number): void {
+  MAGIC.copy(buf, at);
+  buf[at + 4] = type;
+  buf.writeUInt32LE(length, at + 5);
+}
+
+function checkLength(length: number, maxPayload: number): void {
+  if (length > maxPayload) throw new RangeError(`spool record: payload of ${length} bytes exceeds ${maxPayload}`);
+}
+
+/** Bytes an UPDATE or REMOVE record takes, header included; `metaBytes` for UPDATE. */
+function smallSize(idLen: number, metaBytes: number | undefined): number {
+  return HEADER_SIZE + 1 + idLen + 4 + (metaBytes === undefined ? 0 : 4 + metaBytes);
+}
+
+/** Write an UPDATE or REMOVE record at `at` (space measured by smallSize); returns its end. */
+function writeSmall(buf: Buffer, at: number, r: UpdateRecord | RemoveRecord, idLen: number, metaBytes: number | undefined, maxPayload: number): number {
   checkQueue(r.queue);
+  const length = smallSize(idLen, metaBytes) - HEADER_SIZE;
+  checkLength(length, maxPayload);
+  const type = RecordType[r.type];
+  header(buf, at, type, length);
+  const w = new Writer(buf, at + HEADER_SIZE);
+  w.u8(idLen);
+  w.text(r.id, idLen);
   w.u32(r.queue);
-  if (r.type === 'update') w.str32(r.meta);
-  return [w.take()];
+  if (r.type === 'update') w.str32(r.meta, metaBytes!);
+  buf.writeUInt32LE(crc32(buf.subarray(at + HEADER_SIZE, w.pos), TYPE_CRC[type]) >>> 0, at + 9);
+  return w.pos;
+}
+
+/**
+ * A TX record as parts: the header and every small field up to the first body's length in one
+ * buffer, then each body (not copied) followed by the next body's length (or nothing).
+ */
+function encodeTx(r: TxRecord, maxPayload: number): EncodedRecord {
+  const idLen = idBytes(r.id);
+  const metaBytes = Buffer.byteLength(r.meta, 'utf8');
+  const entryBytes = r.entries.map((e) => {
+    checkQueue(e.queue);
+    return Buffer.byteLength(e.meta, 'utf8');
+  });
+  let head = 1 + idLen + 4 + metaBytes + 4 + 4;
+  for (const n of entryBytes) head += 8 + n;
+  if (r.bodies.length > 0) head += 4;
+  let length = head;
+  for (let i = 0; i < r.bodies.length; i++) length += r.bodies[i].length + (i > 0 ? 4 : 0);
+  checkLength(length, maxPayload);
+  const type = RecordType.tx;
+  const first = Buffer.allocUnsafe(HEADER_SIZE + head);
+  header(first, 0, type, length);
+  const w = new Writer(first, HEADER_SIZE);
+  w.u8(idLen);
+  w.text(r.id, idLen);
+  w.str32(r.meta, metaBytes);
+  w.u32(r.entries.length);
+  r.entries.forEach((e, i) => {
+    w.u32(e.queue);
+    w.str32(e.meta, entryBytes[i]);
+  });
+  w.u32(r.bodies.length);
+  const parts: Buffer[] = [first];
+  const bodyOffsets: number[] = [];
+  let at = HEADER_SIZE + head;
+  r.bodies.forEach((body, i) => {
+    if (i === 0) w.u32(body.length);
+    else {
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32LE(body.length, 0);
+      parts.push(len);
+      at += 4;
+    }
+    bodyOffsets.push(at);
+    parts.push(body);
+    at += body.length;
+  });
+  let crc = crc32(first.subarray(HEADER_SIZE), TYPE_CRC[type]);
+  for (let i = 1; i < parts.length; i++) crc = crc32(parts[i], crc);
+  first.writeUInt32LE(crc >>> 0, 9);
+  return { parts, length: HEADER_SIZE + length, bodyOffsets };
 }
 
 export function encodeParts(r: SpoolRecord, maxPayload = MAX_PAYLOAD): EncodedRecord {
-  const { parts: payload, bodyStarts } = r.type === 'tx' ? txPayload(r) : { parts: smallPayload(r), bodyStarts: [] };
-  const length = payload.reduce((n, b) => n + b.length, 0);
-  if (length > maxPayload) throw new RangeError(`spool record: payload of ${length} bytes exceeds ${maxPayload}`);
-  const type = RecordType[r.type];
-  let crc = crc32(Buffer.from([type]));
-  for (const p of payload) crc = crc32(p, crc);
-  const header = Buffer.allocUnsafe(HEADER_SIZE);
-  MAGIC.copy(header, 0);
-  header.writeUInt8(type, 4);
-  header.writeUInt32LE(length, 5);
-  header.writeUInt32LE(crc >>> 0, 9);
-  return { parts: [header, ...payload], length: HEADER_SIZE + length, bodyOffsets: bodyStarts.map((s) => HEADER_SIZE + s) };
+  if (r.type === 'tx') return encodeTx(r, maxPayload);
+  const idLen = idBytes(r.id);
+  const metaBytes = r.type === 'update' ? Buffer.byteLength(r.meta, 'utf8') : undefined;
+  const buf = Buffer.allocUnsafe(smallSize(idLen, metaBytes));
+  writeSmall(buf, 0, r, idLen, metaBytes, maxPayload);
+  return { parts: [buf], length: buf.length, bodyOffsets: [] };
+}
+
+/**
+ * Several UPDATE records back to back in ONE buffer (a control-socket change of many entries):
+ * the same bytes as encoding each and concatenating them. `offsets[i]` is where record i
+ * starts. Throws RangeError as encodeParts does, for the first record that does not fit.
+ */
+export function encodeUpdates(records: readonly UpdateRecord[], maxPayload = MAX_PAYLOAD): { buf: Buffer; offsets: number[] } {
+  const idLens = new Array<number>(records.length);
+  const metaLens = new Array<number>(records.length);
+  const offsets = new Array<number>(records.length);
+  let total = 0;
+  for (let i = 0; i < records.length; i++) {
+    idLens[i] = idBytes(records[i].id);
+    metaLens[i] = Buffer.byteLength(records[i].meta, 'utf8');
+    offsets[i] = total;
+    total += smallSize(idLens[i], metaLens[i]);
+  }
+  const buf = Buffer.allocUnsafeSlow(total);
+  for (let i = 0; i < records.length; i++) writeSmall(buf, offsets[i], records[i], idLens[i], metaLens[i], maxPayload);
+  return { buf, offsets };
 }
 
 export function encode(r: SpoolRecord, maxPayload = MAX_PAYLOAD): Buffer {

@@ -71,6 +71,13 @@ export class SpoolFullError extends Error {
   }
 }
 
+/** One entry's new state for `Spool.updateMany`. */
+export interface SpoolUpdate {
+  transaction: string;
+  queue: number;
+  meta: Json;
+}
+
 export interface Spool {
   /** Read every segment, calling `onTransaction` for each transaction with live entries. */
   recover(onTransaction: (tx: RecoveredTransaction) => void): Promise<RecoveryReport>;
@@ -79,6 +86,13 @@ export interface Spool {
   commit(tx: SpoolCommit): Promise<void>;
   /** Durably replace the state of one entry. */
   update(transaction: string, queue: number, meta: Json): Promise<void>;
+  /**
+   * Durably replace the state of many entries, written as one block in one batch. Resolves
+   * once written, with an error for each item that was not written (no live entry, metadata
+   * not JSON) and `undefined` for the others; rejects when the write itself failed (then none
+   * of them was written).
+   */
+  updateMany(items: readonly SpoolUpdate[]): Promise<Array<Error | undefined>>;
   /** Durably mark an entry finished (delivered, bounced, deleted). */
   remove(transaction: string, queue: number): Promise<void>;
   /** Read a body (streamed from disk; bodies are never kept in memory by the spool). */

@@ -70,6 +70,65 @@ test('commit, update and remove survive a restart: last state wins, removed entr
   assert.deepEqual(await again.readBody(a.id, 0), a.bodies[0]);
 });
 
+test('updateMany writes its entries in one batch; entries that are not live are refused, the rest kept', async (t) => {
+  const dir = await tempDir();
+  t.after(() => removeDir(dir));
+  const { spool } = await openRecovered(options(dir));
+  const a = tx(1, 3);
+  const b = tx(2, 1);
+  await Promise.all([spool.commit(a), spool.commit(b)]);
+  await spool.remove(b.id, 1);
+  const fsyncs = spool.stats().fsyncs;
+  const refused = await spool.updateMany([
+    { transaction: a.id, queue: 1, meta: { state: 'HOLD', n: 1 } },
+    { transaction: b.id, queue: 1, meta: { state: 'HOLD' } },
+    { transaction: a.id, queue: 3, meta: { state: 'DEFER', note: 'ünïcødé' } },
+    { transaction: 'no-such', queue: 1, meta: {} },
+  ]);
+  assert.equal(spool.stats().fsyncs, fsyncs + 1, 'one write, one fsync');
+  assert.deepEqual(refused.map((e) => (e as { code?: string } | undefined)?.code), [undefined, 'SPOOL_NOT_FOUND', undefined, 'SPOOL_NOT_FOUND']);
+  await spool.update(a.id, 1, { state: 'ACTIVE', n: 2 });
+  await spool.close();
+
+  const { spool: again, txs } = await openRecovered(options(dir));
+  t.after(() => again.close());
+  assert.deepEqual(txs.get(a.id)?.entries, [
+    { queue: 1, meta: { state: 'ACTIVE', n: 2 } },
+    { queue: 2, meta: a.entries[1].meta },
+    { queue: 3, meta: { state: 'DEFER', note: 'ünïcødé' } },
+  ]);
+  assert.equal(txs.has(b.id), false);
+});
+
+test('updateMany: a failed write rejects and no entry of the batch is recorded', async (t) => {
+  const dir = await tempDir();
+  t.after(() => removeDir(dir));
+  const { spool } = await openRecovered(options(dir));
+  const a = tx(1, 2);
+  await spool.commit(a);
+  const probe = await fsp.open(path.join(dir, 'lock'), 'r');
+  const proto = Object.getPrototypeOf(probe) as { writev: (bufs: Buffer[], pos: number) => Promise<unknown> };
+  await probe.close();
+  const original = proto.writev;
+  proto.writev = async function () {
+    proto.writev = original;
+    throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+  };
+  t.after(() => {
+    proto.writev = original;
+  });
+  await assert.rejects(spool.updateMany([{ transaction: a.id, queue: 1, meta: { state: 'HOLD' } }, { transaction: a.id, queue: 2, meta: { state: 'HOLD' } }]));
+  // The entries are still live and writable afterwards.
+  assert.deepEqual(await spool.updateMany([{ transaction: a.id, queue: 2, meta: { state: 'DEFER' } }]), [undefined]);
+  await spool.close();
+  const { spool: again, txs } = await openRecovered(options(dir));
+  t.after(() => again.close());
+  assert.deepEqual(txs.get(a.id)?.entries, [
+    { queue: 1, meta: a.entries[0].meta },
+    { queue: 2, meta: { state: 'DEFER' } },
+  ]);
+});
+
 test('an update queued before its commit resolved is kept (log order)', async (t) => {
   const dir = await tempDir();
   t.after(() => removeDir(dir));

@@ -10,6 +10,7 @@ import {
   decode,
   encode,
   encodeParts,
+  encodeUpdates,
   HEADER_SIZE,
   MAGIC,
   SpoolRecord,
@@ -55,6 +56,26 @@ test('encodeParts does not copy bodies and its parts concatenate to encode()', (
   assert.ok(rec.type === 'tx' && enc.parts.includes(rec.bodies[1]), 'body buffer passed through');
   assert.deepEqual(Buffer.concat(enc.parts), encode(rec));
   assert.equal(enc.length, encode(rec).length);
+});
+
+test('encodeUpdates writes the same bytes as encoding each update, in one buffer', () => {
+  const updates = [
+    { type: 'update' as const, id: ID, queue: 1, meta: '{"state":"HOLD","note":"naïve ✓"}' },
+    { type: 'update' as const, id: 'x', queue: 4294967295, meta: '' },
+    { type: 'update' as const, id: ID, queue: 7, meta: JSON.stringify({ big: 'y'.repeat(5000) }) },
+  ];
+  const { buf, offsets } = encodeUpdates(updates);
+  assert.deepEqual(buf, Buffer.concat(updates.map((u) => encode(u))));
+  let at = 0;
+  updates.forEach((u, i) => {
+    assert.equal(offsets[i], at);
+    const res = decode(buf, at);
+    assert.ok(res.kind === 'record');
+    assert.deepEqual(res.record, u);
+    at = res.next;
+  });
+  assert.throws(() => encodeUpdates([{ type: 'update', id: ID, queue: 0, meta: '{}' }]), RangeError);
+  assert.throws(() => encodeUpdates([{ type: 'update', id: '', queue: 1, meta: '{}' }]), RangeError);
 });
 
 test('records decode back to back from a shared buffer, starting at any record boundary', () => {
