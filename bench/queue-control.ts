@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${n} entries\n`);
   const q = queueControl({
     store,
-    spool: { update: async () => undefined, remove: async () => undefined, readBody: async () => Buffer.alloc(0) },
+    spool: { update: async () => undefined, updateMany: async (items) => items.map(() => undefined), remove: async () => undefined, readBody: async () => Buffer.alloc(0) },
     ingress: { commit: async () => undefined, hasSpace: () => true },
     manager: { wake: () => undefined },
     config: () => ({ transportgroups: [] }) as never,

@@ -19,7 +19,7 @@ export interface Taken {
 export class Claims {
   private readonly busy = new Set<QueueEntry>();
 
-  constructor(private readonly store: Pick<QueueStore, 'setState' | 'has'>) {}
+  constructor(private readonly store: Pick<QueueStore, 'setState' | 'setStateOfLive' | 'has'>) {}
 
   /** Whether another request holds the entry, or it is being delivered. */
   working(e: QueueEntry): boolean {
@@ -41,11 +41,11 @@ export class Claims {
     return { taken, working };
   }
 
-  /** Claim one entry that is not working (the caller checked). */
+  /** Claim one queued entry that is not working (the caller checked both, synchronously). */
   claim(e: QueueEntry): Taken {
     const t = { e, previous: e.state };
     this.busy.add(e);
-    this.store.setState(e, 'UPDATE');
+    this.store.setStateOfLive(e, 'UPDATE');
     return t;
   }
 

@@ -15,6 +15,7 @@
  * - Update: entries being delivered (SENDING) are left alone and counted in `working`. The
  *   others are first claimed (queue-claim.ts: UPDATE in memory, never picked up, so the
  *   scheduler cannot take them while the spool is written), then every change is written with
+ *   `spool.updateMany` (a batch of entries whose addresses stay: one block, one write) or
  *   `spool.update` / `spool.remove`, and only once that write succeeded is the store changed;
  *   an entry whose write failed goes back to its previous state and is not counted. Bounces
  *   queue their DSN (scheduler/bounce.ts) through the ingress before the entries are removed.
@@ -45,7 +46,7 @@ import { unload } from './queue-unload';
 
 export interface QueueControlOptions {
   store: QueueStore;
-  spool: Pick<Spool, 'update' | 'remove' | 'readBody'>;
+  spool: Pick<Spool, 'update' | 'updateMany' | 'remove' | 'readBody'>;
   ingress: Ingress;
   manager: { wake(): void };
   config: () => RunningConfig;
@@ -479,7 +480,7 @@ function encodeChanged(e: QueueEntry, p: EntryPatch, previous: QueueState): Json
 }
 
 /** The entry as it will be after a change (a copy; the live entry is not touched). */
-function changed(e: QueueEntry, plan: Extract<Plan, { kind: 'change' }>, previous: QueueState): QueueEntry {
+function changed(e: QueueEntry, plan: Change, previous: QueueState): QueueEntry {
   const next: QueueEntry = { ...e, id: { ...e.id }, state: previous, ...plan.patch } as QueueEntry;
   if (plan.envelope?.sender !== undefined) {
     next.sender = plan.envelope.sender;
@@ -509,7 +510,7 @@ async function update(
   const plan = planOf(opts, req, t, random);
   // Synchronously (no await): take every entry out of reach of the scheduler.
   const { taken, working } = claims.take(found, req.paging?.limit || Infinity);
-  const planned: Planned[] = taken.map((x) => ({ ...x, plan: plan(x.e) }));
+  const planned: Planned[] = taken.map((x) => ({ e: x.e, previous: x.previous, plan: plan(x.e) }));
   try {
     return await carryOut(opts, req, planned, found.length, working, t);
   } finally {
@@ -538,7 +539,7 @@ async function carryOut(opts: QueueControlOptions, req: M.QueueUpdateRequest, ta
   let previous: Promise<void> | undefined;
   for (let i = 0; i < taken.length; i += WRITE_BATCH) {
     const batch = taken.slice(i, i + WRITE_BATCH);
-    const done = Promise.all(batch.map((x) => apply(opts, x, bounced))).then((results) => tally(batch, results));
+    const done = applyBatch(opts, batch, bounced).then((results) => tally(batch, results));
     // Let the journal start this batch's write before the previous one is awaited.
     await new Promise<void>((resolve) => setImmediate(resolve));
     await previous;
@@ -553,6 +554,51 @@ async function carryOut(opts: QueueControlOptions, req: M.QueueUpdateRequest, ta
 
 function removal(x: Planned): AdminRemoval {
   return x.plan.kind === 'bounce' ? { e: x.e, action: 'BOUNCE', status: x.plan.status, diagnostic: x.plan.diagnostic } : { e: x.e, action: 'DELETE' };
+}
+
+type Change = Extract<Plan, { kind: 'change' }>;
+
+/** One batch: the changes that keep the addresses in one spool write, the rest one by one. */
+async function applyBatch(opts: QueueControlOptions, batch: Planned[], bounced: ReadonlySet<QueueEntry>): Promise<Applied[]> {
+  const results = new Array<Applied>(batch.length);
+  const simple: number[] = [];
+  const work: Array<Promise<void>> = [];
+  batch.forEach((x, k) => {
+    if (x.plan.kind === 'change' && !x.plan.envelope) simple.push(k);
+    else work.push(apply(opts, x, bounced).then((r) => void (results[k] = r)));
+  });
+  if (simple.length > 0) {
+    const list = simple.map((k) => batch[k]);
+    work.push(applyChanges(opts, list).then((rs) => rs.forEach((r, i) => void (results[simple[i]] = r))));
+  }
+  await Promise.all(work);
+  return results;
+}
+
+/** Changes without new addresses: written together (spool.updateMany), then to the store. */
+async function applyChanges(opts: QueueControlOptions, list: Planned[]): Promise<Applied[]> {
+  let refused: Array<Error | undefined>;
+  try {
+    refused = await opts.spool.updateMany(list.map(({ e, plan, previous }) => ({ transaction: e.id.transaction, queue: e.id.queue, meta: encodeChanged(e, (plan as Change).patch, previous) })));
+  } catch (err) {
+    refused = list.map(() => err as Error);
+  }
+  return list.map((x, i) => (refused[i] ? failed(opts, x, refused[i]!) : storeChange(opts, x.e, (x.plan as Change).patch, x.previous)));
+}
+
+/** The store side of a written change; whether the entry is now ACTIVE. */
+function storeChange(opts: QueueControlOptions, e: QueueEntry, patch: EntryPatch, previous: QueueState): Applied {
+  opts.store.update(e, patch);
+  if (patch.state === undefined) opts.store.setState(e, previous);
+  return e.state === 'ACTIVE' ? 'active' : 'affected';
+}
+
+/** An entry whose write failed keeps its previous state (and is not counted). */
+function failed(opts: QueueControlOptions, x: Planned, err: Error): Applied {
+  const { e, previous } = x;
+  if (opts.store.has(e)) opts.store.setState(e, previous);
+  opts.log.error({ id: `${e.id.transaction}:${e.id.queue}`, err: err.message }, 'queue update of an entry failed; it keeps its previous state');
+  return 'failed';
 }
 
 /** Write one entry's change to the spool, then to the store; 'failed' restores its state. */
@@ -574,13 +620,9 @@ async function apply(opts: QueueControlOptions, x: Planned, bounced: ReadonlySet
       return next.state === 'ACTIVE' ? 'active' : 'affected';
     }
     await opts.spool.update(e.id.transaction, e.id.queue, encodeChanged(e, plan.patch, previous));
-    opts.store.update(e, plan.patch);
-    if (plan.patch.state === undefined) opts.store.setState(e, previous);
-    return e.state === 'ACTIVE' ? 'active' : 'affected';
+    return storeChange(opts, e, plan.patch, previous);
   } catch (err) {
-    if (opts.store.has(e)) opts.store.setState(e, previous);
-    opts.log.error({ id: `${e.id.transaction}:${e.id.queue}`, err: (err as Error).message }, 'queue update of an entry failed; it keeps its previous state');
-    return 'failed';
+    return failed(opts, x, err as Error);
   }
 }
 

@@ -118,6 +118,11 @@ test('update: the spool is written before the store changes, SENDING entries cou
         assert.equal(store.count('HOLD'), 0);
         writes.push(`${m.recipient}=${m.state}`);
       },
+      updateMany: async (items) => {
+        assert.equal(store.count('HOLD'), 0);
+        for (const { meta } of items) writes.push(`${(meta as { recipient: string }).recipient}=${(meta as { state: string }).state}`);
+        return items.map(() => undefined);
+      },
       remove: async () => undefined,
       readBody: async () => Buffer.alloc(0),
     },
@@ -151,7 +156,7 @@ test('group-by: the store-index answer and the scanning answer agree, entries wi
   store.add(entry({ recipient: 'd@two.example', jobid: 'job-1' }));
   const q = queueControl({
     store,
-    spool: { update: async () => undefined, remove: async () => undefined, readBody: async () => Buffer.alloc(0) },
+    spool: { update: async () => undefined, updateMany: async (items) => items.map(() => undefined), remove: async () => undefined, readBody: async () => Buffer.alloc(0) },
     ingress: { commit: async () => undefined, hasSpace: () => true },
     manager: { wake: () => undefined },
     config: () => ({ transportgroups: [] }) as never,

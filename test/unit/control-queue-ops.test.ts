@@ -30,6 +30,10 @@ function setup(extra: Partial<QueueControlOptions> = {}) {
     store,
     spool: {
       update: async (t, q, meta) => void writes.push({ id: `${t}:${q}`, meta: JSON.parse(JSON.stringify(meta)) as Json }),
+      updateMany: async (items) => {
+        for (const { transaction: t, queue: q, meta } of items) writes.push({ id: `${t}:${q}`, meta: JSON.parse(JSON.stringify(meta)) as Json });
+        return items.map(() => undefined);
+      },
       remove: async (t, q) => {
         if (failRemove.has(`${t}:${q}`)) throw new Error('disk on fire');
         writes.push({ id: `${t}:${q}`, meta: null });

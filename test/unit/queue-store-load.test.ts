@@ -88,7 +88,7 @@ test('indexes built in slices while the queue changes hold exactly the live entr
   const txs = transactions(2000, 'b');
   for (const list of txs) store.loadTransaction(list);
   assert.equal(store.indexing, true);
-  const building = store.buildIndexes(97);
+  const building = store.buildIndexes(97, 0);
   // While it runs: new entries, deletes of loaded entries (visited and not yet visited), moves.
   let turn = 0;
   const extra = transactions(200, 'c');
@@ -107,14 +107,21 @@ test('indexes built in slices while the queue changes hold exactly the live entr
   assertIndexesExact(store);
 });
 
-test('a query during the build finishes it first and answers completely', () => {
+test('a query during the build answers completely without waiting for it', async () => {
   const store = new QueueStore();
   const txs = transactions(500, 'd');
   for (const list of txs) store.loadTransaction(list);
-  void store.buildIndexes(10);
+  const building = store.buildIndexes(10, 0);
   assert.equal(store.indexing, true);
   const want = [...store.values()].filter((e) => e.recipientaddress.domain.toLowerCase() === 'd3.example');
+  assert.ok(want.length > 0);
   assert.deepEqual(new Set(store.select('recipientdomain', 'D3.example')), new Set(want));
-  assert.equal(store.indexing, false);
+  const groups = store.groupBy('recipientdomain');
+  assert.equal(groups.get('d3.example'), want.length);
+  assert.equal([...groups.values()].reduce((a, b) => a + b, 0), store.size);
+  assert.equal(store.indexing, true, 'the query scanned; the build goes on in the background');
+  await building;
   assertIndexesExact(store);
+  assert.deepEqual(new Set(store.select('recipientdomain', 'D3.example')), new Set(want));
+  assert.deepEqual(store.groupBy('recipientdomain'), groups);
 });
