@@ -227,14 +227,15 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
     })();
     return stopping;
   };
-  monitor?.server.markReady(); // monitor listener (issue 6): spool loaded, every listener bound
-  log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
-  // The list/group-by field indexes of the loaded queue are built after ready, a slice per turn
-  // (a query before then finishes them first): docs/decisions.md, start-up with a large queue.
+  // The list/group-by field indexes of the loaded queue, a slice per turn (a query meanwhile
+  // scans the queue instead): docs/decisions.md, start-up with a large queue.
   if (store.indexing) {
     const started = performance.now();
-    void store.buildIndexes().then(() => log.info({ ms: Math.round(performance.now() - started) }, 'queue indexes built'));
+    await store.buildIndexes();
+    log.info({ ms: Math.round(performance.now() - started) }, 'queue indexes built');
   }
+  monitor?.server.markReady(); // monitor listener (issue 6): spool loaded, every listener bound
+  log.info({ queued: store.size, active: store.count('ACTIVE'), defer: store.count('DEFER'), hold: store.count('HOLD') }, 'ready');
   return { startup, runtime, store, spool, manager, shaping, servers, shutdown };
 }
 
