@@ -210,8 +210,9 @@ async function decide(ctx: RunContext, item: Item, report: AttemptReport, r: Rec
   const chosen = await postdelivery(ctx, item, { def, expired, grouping: groupingFor(ctx, item, report.remotemx, report.remoteip), report, recipient: r, ...(dsnInfo ? { dsn: dsnInfo } : {}) });
   const disposition = dispose(e, def, chosen, policy, now);
   const d: Decided = { ...item, disposition, report, recipient: r, expired };
-  d.dsn = dsnFor(disposition, r, expired, report, now, policy, e);
-  if (!d.dsn) delete d.dsn;
+  // Only set when due: `delete` would turn every delivered entry's object into a slow dictionary.
+  const dsn = dsnFor(disposition, r, expired, report, now, policy, e);
+  if (dsn) d.dsn = dsn;
   return d;
 }
 

@@ -40,6 +40,7 @@ import { indexOfQueue, newTxIndex, Replay, type EntryDecoder, type TxIndex } fro
 import { acquireLock, SpoolLockedError } from './lock';
 import { SpaceMonitor } from './space';
 import { ReadHandles } from './handles';
+import { RecentBodies } from './recent';
 import { SpoolError } from './errors';
 import {
   Json,
@@ -57,6 +58,8 @@ import {
 export { SpoolError, SpoolFullError, SpoolLockedError };
 
 const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
+/** Bodies of the latest commits kept for their first delivery (recent.ts): a few seconds of mail. */
+const DEFAULT_BODY_CACHE = 16 * 1024 * 1024;
 /** Linux IOV_MAX: the most buffers one writev accepts. */
 const IOV_MAX = 1024;
 /** Compaction reads and rewrites at most this many bytes per round. */
@@ -157,6 +160,8 @@ export class Journal implements Spool {
   private timer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
   private recovery: Promise<RecoveryReport> | null = null;
+  /** Bodies of the latest commits, read by their first delivery attempt without the disk. */
+  private readonly recent: RecentBodies;
   private fsyncs = 0;
   private fsyncTotalMs = 0;
   private fsyncMaxMs = 0;
@@ -172,6 +177,7 @@ export class Journal implements Spool {
     this.segmentSize = opts.segmentSize ?? DEFAULT_SEGMENT_SIZE;
     this.log = opts.log ?? silent;
     this.handles = new ReadHandles((seq) => segmentPath(this.dir, seq));
+    this.recent = new RecentBodies<TxState>(opts.bodyCacheBytes ?? DEFAULT_BODY_CACHE);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -303,7 +309,8 @@ export class Journal implements Spool {
     const queues = rec.entries.map((e) => e.queue);
     const tx: TxState = newTxIndex<Segment>(rec.id, null, 0, 0, [], [], [...queues], -1);
     this.index.set(rec.id, tx);
-    return this.submit('tx', tx, enc, queues, rec.bodies.map((b) => b.length));
+    await this.submit('tx', tx, enc, queues, rec.bodies.map((b) => b.length));
+    this.recent.remember(tx, rec.bodies);
   }
 
   async update(transaction: string, queue: number, meta: Json): Promise<void> {
@@ -376,6 +383,8 @@ export class Journal implements Spool {
 
   async readBody(transaction: string, body: number): Promise<Buffer> {
     if (this.state === 'closed') throw new SpoolError('SPOOL_CLOSED', 'spool: closed');
+    const kept = this.recent.get(this.index.get(transaction), body);
+    if (kept) return kept;
     for (let attempt = 0; ; attempt++) {
       const tx = this.index.get(transaction);
       if (!tx?.seg) throw new SpoolError('SPOOL_NOT_FOUND', `spool: no transaction ${transaction}`);
@@ -661,6 +670,7 @@ export class Journal implements Spool {
   private forgetIfDead(tx: TxState): void {
     if (tx.durable.length > 0 || (tx.live !== null && tx.live.length > 0) || tx.pending > 0) return;
     if (this.index.get(tx.id) === tx) this.index.delete(tx.id);
+    this.recent.forget(tx);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ export interface SpoolCommit {
   id: string;
   /** Transaction-level metadata (envelope, reception facts). */
   meta: Json;
-  /** Message bodies; entries refer to them by index. */
+  /** Message bodies; entries refer to them by index. Not to be changed once committed. */
   bodies: Buffer[];
   /** One per recipient: its queue number (1-based) and full state. */
   entries: Array<{ queue: number; meta: Json }>;
@@ -95,7 +95,10 @@ export interface Spool {
   updateMany(items: readonly SpoolUpdate[]): Promise<Array<Error | undefined>>;
   /** Durably mark an entry finished (delivered, bounced, deleted). */
   remove(transaction: string, queue: number): Promise<void>;
-  /** Read a body (streamed from disk; bodies are never kept in memory by the spool). */
+  /**
+   * Read a body: from disk, or for a transaction committed moments ago the very buffer given to
+   * commit (a bounded number of bytes of the latest commits is kept). Do not change the result.
+   */
   readBody(transaction: string, body: number): Promise<Buffer>;
   /** False while `spool.minfree` is reached (checked with statfs, refreshed at least every second). */
   hasSpace(): boolean;
@@ -111,6 +114,8 @@ export interface SpoolOptions {
   minfree: { bytes: number; inodes: number };
   /** Segment size at which a new segment is started (default 64 MiB). */
   segmentSize?: number;
+  /** Bytes of recently committed bodies kept in memory for their first read (default 16 MiB; 0 = none). */
+  bodyCacheBytes?: number;
   /** Logger with pino's signature (obj, msg). */
   log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
 }

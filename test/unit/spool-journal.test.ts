@@ -313,3 +313,29 @@ test('misuse fails with stable codes', async (t) => {
   await spool.close();
   await assert.rejects(spool.commit(tx(23, 1)), { code: 'SPOOL_CLOSED' });
 });
+
+test('a body just committed is read back from memory, byte-exact, and from disk once pushed out or after a restart', async (t) => {
+  const dir = await tempDir();
+  t.after(() => removeDir(dir));
+  // 12,000 bytes kept; bodies of 2,900 (at most a quarter of the budget is kept per transaction).
+  const { spool } = await openRecovered({ ...options(dir), bodyCacheBytes: 12_000 });
+  const commits = Array.from({ length: 5 }, (_, i) => tx(i + 1, 1, bytes(2900, i + 1)));
+  const [a, b] = commits;
+  await spool.commit(a);
+  assert.equal(await spool.readBody(a.id, 0), a.bodies[0], 'the committed buffer itself: no disk read');
+  for (const c of commits.slice(1)) await spool.commit(c); // 14,500 bytes: a is pushed out
+  const again = await spool.readBody(a.id, 0);
+  assert.notEqual(again, a.bodies[0]);
+  assert.deepEqual(again, a.bodies[0]);
+  assert.equal(await spool.readBody(b.id, 0), b.bodies[0]);
+  const big = tx(9, 1, bytes(3100, 9));
+  await spool.commit(big);
+  assert.notEqual(await spool.readBody(big.id, 0), big.bodies[0], 'over a quarter of the budget: not kept');
+  // A finished transaction is gone from memory as from the index.
+  await spool.remove(b.id, 1);
+  await assert.rejects(spool.readBody(b.id, 0), /no transaction/);
+  await spool.close();
+  const { spool: reopened } = await openRecovered(options(dir));
+  t.after(() => reopened.close());
+  assert.deepEqual(await reopened.readBody(commits[4].id, 0), commits[4].bodies[0]);
+});
