@@ -317,6 +317,13 @@ export class Session {
     this.mode = 'closed';
     this.closeInfo ??= { by: 'local', reason };
     this.lines.takeRest();
+    if (reason === 'quit' && this.socket.writableLength === 0) {
+      // The 221 is in the kernel and the client has nothing more to say: close now. The kernel
+      // still sends the reply, then FIN. Waiting for the client's side instead costs a timer
+      // and, for the many clients that reset after QUIT, an error object per session.
+      this.socket.destroy();
+      return;
+    }
     this.socket.end();
     this.linger = setTimeout(() => this.socket.destroy(), LINGER_MS);
     this.linger.unref();

@@ -214,3 +214,26 @@ test('too many bad commands close the connection; garbage never takes the server
   assert.match(await again.cmd('NOOP'), /^250 /);
   again.close();
 });
+
+test('QUIT: the 221 arrives whole, then the server closes cleanly (FIN, never a reset)', async () => {
+  const got = await new Promise<{ text: string; ended: boolean; error?: string }>((resolve) => {
+    let text = '';
+    let ended = false;
+    const s = net.connect({ port: d.port, host: '127.0.0.1' });
+    const timer = setTimeout(() => (s.destroy(), resolve({ text, ended, error: 'no close within 5 s' })), 5000);
+    s.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+      if (/^220 /m.test(text) && !text.includes('EHLO sent')) {
+        text += 'EHLO sent\n';
+        s.write('EHLO client.example\r\nQUIT\r\n');
+      }
+    });
+    s.on('end', () => (ended = true));
+    s.on('error', (err) => (clearTimeout(timer), resolve({ text, ended, error: err.message })));
+    s.on('close', () => (clearTimeout(timer), resolve({ text, ended })));
+  });
+  assert.equal(got.error, undefined);
+  assert.match(got.text, /^250 /m);
+  assert.match(got.text, /^221 2\.0\.0 .*\r\n$/m);
+  assert.equal(got.ended, true, 'the server half-closed after the 221');
+});
