@@ -7,14 +7,16 @@
  *
  * Shape: an append-only log of segment files (`seg-<seq>.hjl`) of self-checking records
  * (record.ts). commit/update/remove encode a record and append it to an in-memory batch; one
- * writer loop writes each batch with pwritev at the end of the current segment and then issues
- * ONE fdatasync for the whole batch (group commit). Records arriving while a batch is written
+ * writer loop writes each batch with pwritev at the end of the current segment, durably: the
+ * segment is opened O_DSYNC, so the write returns once its data is on disk, as a write and ONE
+ * fdatasync for the whole batch would (group commit). Records arriving while a batch is written
  * form the next batch. Promises resolve only after their batch is written and synced
  * (`spool.fsync: false`: written, not synced).
  *
  * In memory, per transaction: where its TX record and bodies are (segment, offset, length),
- * and for each live entry where the record holding its latest state is. Bodies and metadata are
- * never held; readBody reads them back with a positional read.
+ * and for each live entry where the record holding its latest state is. Metadata is never held,
+ * nor bodies beyond the latest commits' (recent.ts); readBody reads them back with a positional
+ * read.
  *
  * Reclaim: segments are deleted oldest first, once none of their transactions has a live entry,
  * so tombstones (UPDATE/REMOVE) always outlive the TX records they refer to. Compaction re-appends
@@ -31,6 +33,7 @@
  * on ENOSPC (the segment is truncated back so no half record remains); SpoolError for misuse
  * (codes in errors.ts); SpoolLockedError from openSpool; other I/O errors as is.
  */
+import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -493,9 +496,11 @@ export class Journal implements Spool {
       total += p.enc.length;
     }
     try {
+      // O_DSYNC when this.sync (rotate): durable once written.
+      const t0 = performance.now();
       await writeAll(this.writer!, parts, start);
       seg.size = start + total;
-      if (this.sync) await this.timedSync(this.writer!);
+      if (this.sync) this.countSync(performance.now() - t0);
     } catch (err) {
       await this.undoWrite(seg, start, total, err);
       return this.fail(batch, ioError(err));
@@ -521,7 +526,11 @@ export class Journal implements Spool {
   private async rotate(): Promise<void> {
     const seq = this.nextSeq++;
     const seg = new Segment(seq, segmentPath(this.dir, seq));
-    const fh = await fsp.open(seg.file, 'wx', 0o600);
+    // With fsync on, the segment is opened O_DSYNC: each batch's one writev returns once the
+    // data is durable, as writev + fdatasync would, in one thread-pool job instead of two
+    // (a batch's wait is one hop shorter, which shows in the EOD -> 250 tail under load).
+    const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | (this.sync ? fs.constants.O_DSYNC : 0);
+    const fh = await fsp.open(seg.file, flags, 0o600);
     try {
       if (this.sync) await syncDir(this.dir);
     } catch (err) {
@@ -535,10 +544,8 @@ export class Journal implements Spool {
     if (old) await old.close().catch((err: unknown) => this.log.warn({ err }, 'spool: closing a full segment failed'));
   }
 
-  private async timedSync(fh: fsp.FileHandle): Promise<void> {
-    const t0 = performance.now();
-    await fh.datasync();
-    const ms = performance.now() - t0;
+  /** One durable write (an O_DSYNC writev: the write and its fdatasync) took `ms`. */
+  private countSync(ms: number): void {
     this.fsyncs++;
     this.fsyncTotalMs += ms;
     if (ms > this.fsyncMaxMs) this.fsyncMaxMs = ms;
