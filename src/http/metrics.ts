@@ -89,12 +89,3 @@ export function metricFamilies(input: MetricsInput): MetricFamily[] {
   return out;
 }
 
-/** The oldest reception time per state, one pass over the queue (O(entries) per scrape). */
-export function oldestByState(entries: Iterable<{ state: QueueState; ts: number }>): Partial<Record<QueueState, number>> {
-  const out: Partial<Record<QueueState, number>> = {};
-  for (const e of entries) {
-    const cur = out[e.state];
-    if (cur === undefined || e.ts < cur) out[e.state] = e.ts;
-  }
-  return out;
-}

@@ -22,7 +22,6 @@ import type { Spool } from '../spool/types';
 import type { QueueStore } from '../queue/store';
 import type { RuntimeHolder } from '../daemon/runtime';
 import type { Logger } from '../util/log';
-import { oldestByState } from './metrics';
 import { MonitorServer } from './monitor';
 
 export interface MonitorParts {
@@ -69,7 +68,7 @@ export async function startMonitor(startup: StartupConfig, runtime: RuntimeHolde
       const p = parts;
       const input = await controlContext({ startup, runtime, store: p.store, servers: p.servers, log }).processStats();
       const stats = buildProcessStats(input, { pid: process.pid, runtime: process.uptime(), version: v });
-      return { stats, oldest: oldestByState(p.store.values()), spool: p.spool.stats() };
+      return { stats, oldest: await p.store.oldestByState(), spool: p.spool.stats() };
     },
     log,
   });

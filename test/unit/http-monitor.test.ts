@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { HealthGate, MonitorServer, negotiate } from '../../src/http/monitor';
 import { apiKeyMatches } from '../../src/http/common';
-import { metricFamilies, oldestByState } from '../../src/http/metrics';
+import { metricFamilies } from '../../src/http/metrics';
 import { renderFamilies } from '../../src/util/openmetrics';
 import { buildProcessStats } from '../../src/control/stats';
 import { createLogger } from '../../src/util/log';
@@ -58,7 +58,6 @@ test('metrics: counters typed counter with _total samples; Prometheus form names
   assert.equal(negotiate(undefined), 'openmetrics');
   assert.equal(negotiate('application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5'), 'openmetrics');
   assert.equal(negotiate('text/plain;version=0.0.4'), 'prometheus');
-  assert.deepEqual(oldestByState([{ state: 'HOLD', ts: 5 }, { state: 'HOLD', ts: 3 }]), { HOLD: 3 });
 });
 
 test('api keys: exact match against any configured key', () => {

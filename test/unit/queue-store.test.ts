@@ -286,3 +286,21 @@ for (const [name, indexed] of [['default indexes', undefined], ['every field ind
     if (op % 300 === 0) check();
   }
 });
+
+test('oldest reception time per state: exact in one call when small, in slices that let the loop run when large', async () => {
+  const store = new QueueStore();
+  const states: QueueState[] = ['ACTIVE', 'DEFER', 'HOLD'];
+  // ts falls as i grows: the oldest of each state is its last entry (i = 999, 997, 998).
+  for (let i = 0; i < 1000; i++) store.add(entry({ tx: `t${i}`, ts: 10_000 - i, state: states[i % 3], retryts: 1 }));
+  const want = { ACTIVE: 9_001, DEFER: 9_003, HOLD: 9_002 };
+  assert.deepEqual(await store.oldestByState(), want);
+  // 1,000 entries in slices of 100: the answer comes only after other turns of the loop.
+  const [a, b] = [store.oldestByState(100), store.oldestByState(100)];
+  assert.equal(a, b, 'concurrent callers share one pass');
+  let done = false;
+  void a.then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(done, false, 'not answered within the first turn');
+  assert.deepEqual(await a, want);
+  assert.deepEqual(await new QueueStore().oldestByState(), {});
+});
