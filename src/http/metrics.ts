@@ -68,9 +68,9 @@ function queueAge(oldest: Partial<Record<QueueState, number>>, now: number): Met
 
 function spoolFamilies(s: SpoolStats): MetricFamily[] {
   return [
-    { name: 'halon_spool_fsyncs', type: 'counter', help: 'Spool fsync calls since start', samples: [{ labels: [], value: String(s.fsyncs) }] },
-    gauge('halon_spool_fsync_latency_mean_seconds', 'Mean spool fsync latency since start, seconds', s.fsyncMeanMs / 1000),
-    gauge('halon_spool_fsync_latency_max_seconds', 'Largest spool fsync latency since start, seconds', s.fsyncMaxMs / 1000),
+    { name: 'halon_spool_fsyncs', type: 'counter', help: 'Durable spool writes since start (one per batch: an O_DSYNC write, or a write and its fsync)', samples: [{ labels: [], value: String(s.fsyncs) }] },
+    gauge('halon_spool_fsync_latency_mean_seconds', 'Mean latency of a durable spool write (write and sync) since start, seconds', s.fsyncMeanMs / 1000),
+    gauge('halon_spool_fsync_latency_max_seconds', 'Largest latency of a durable spool write (write and sync) since start, seconds', s.fsyncMaxMs / 1000),
     gauge('halon_spool_segments', 'Spool segment files', s.segments),
     gauge('halon_spool_size_bytes', 'Bytes in spool segment files', s.bytes),
     gauge('halon_spool_transactions', 'Live transactions in the spool', s.liveTransactions),
