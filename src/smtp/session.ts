@@ -317,10 +317,11 @@ export class Session {
     this.mode = 'closed';
     this.closeInfo ??= { by: 'local', reason };
     this.lines.takeRest();
-    if (reason === 'quit' && this.socket.writableLength === 0) {
+    if (reason === 'quit' && !this.tlsInfo && this.socket.writableLength === 0) {
       // The 221 is in the kernel and the client has nothing more to say: close now. The kernel
       // still sends the reply, then FIN. Waiting for the client's side instead costs a timer
-      // and, for the many clients that reset after QUIT, an error object per session.
+      // and, for the many clients that reset after QUIT, an error object per session. Not over
+      // TLS: there the close goes through end() so the client gets TLS's close_notify.
       this.socket.destroy();
       return;
     }
