@@ -499,11 +499,14 @@ export class QueueStore {
     return this.defer.peekTime();
   }
 
-  /** Move every DEFER entry due at `now` to ACTIVE; returns how many moved. */
-  promoteDue(now: number): number {
+  /**
+   * Move the DEFER entries due at `now` to ACTIVE, earliest first, at most `limit` of them
+   * (the caller comes back for the rest on a later turn); returns how many moved.
+   */
+  promoteDue(now: number, limit = Infinity): number {
     let moved = 0;
     const touched = new Set<Destination>();
-    for (;;) {
+    while (moved < limit) {
       this.dropStaleTop();
       const t = this.defer.peekTime();
       if (t === undefined || t > now) break;

@@ -82,6 +82,8 @@ export interface ManagerStats {
 const MAX_LAUNCHES_PER_PASS = 1000;
 /** setTimeout's largest delay. */
 const MAX_TIMER = 2 ** 31 - 1;
+/** DEFER entries made ACTIVE per timer turn (a few milliseconds of work). */
+const PROMOTE_SLICE = 20_000;
 /** Seconds an entry waits after an unexpected failure of its attempt. */
 const CRASH_DELAY = 300;
 /** Milliseconds between sweeps of idle shaping counters. */
@@ -210,7 +212,9 @@ export class QueueManager {
 
   private fire(): void {
     this.clearTimer();
-    this.store.promoteDue(this.now());
+    // In slices: after a stop of some hours, hundreds of thousands of entries may be due at
+    // once, and promoting them in one go held the loop (every session) for ~250 ms.
+    if (this.store.promoteDue(this.now(), PROMOTE_SLICE) === PROMOTE_SLICE) return this.arm(this.now());
     const next = this.store.nextRetryTs();
     if (next !== undefined) this.arm(next);
   }

@@ -83,7 +83,10 @@ test('DEFER: promoteDue moves exactly the due entries, earliest first; re-deferr
   s.update(early, { retryts: 250 });
   assert.equal(s.nextRetryTs(), 200, 'the old time of a re-scheduled entry no longer counts');
   assert.equal(s.promoteDue(199), 0);
-  assert.equal(s.promoteDue(260), 2);
+  assert.equal(s.promoteDue(260, 0), 0, 'a limit of 0 moves nothing');
+  assert.equal(s.promoteDue(260, 1), 1, 'at most the limit');
+  assert.deepEqual([...s.active()], [mid], 'earliest first');
+  assert.equal(s.promoteDue(260), 1);
   assert.deepEqual([...s.active()], [mid, early]);
   assert.equal(s.nextRetryTs(), 300);
   s.update(late, { state: 'HOLD' });

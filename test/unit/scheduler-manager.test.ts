@@ -262,3 +262,17 @@ test('stop: no new pickups; waits for attempts in flight up to the grace period'
   assert.equal(agent.plans.length, 1, 'nothing picked after stop');
   assert.equal(h.store.count('ACTIVE'), 1);
 });
+
+test('after a long stop, more due DEFER entries than one slice are all made ACTIVE, in turns', async () => {
+  const shaping = new FakeShaping();
+  shaping.suspended.add('later.example'); // keep them queued: only the promotion is looked at
+  const h = harness({ shaping: shaping as unknown as ShapingEngine });
+  const due = Date.now() - 3_600_000;
+  for (let i = 0; i < 25_000; i++) h.store.add(entry(tx(), 1, `r${i}@later.example`, { state: 'DEFER', retry: 1, retryts: due + i }));
+  h.store.add(entry(tx(), 1, 'future@later.example', { state: 'DEFER', retry: 1, retryts: Date.now() + 3_600_000 }));
+  h.manager.start();
+  await settle(h, () => h.store.count('ACTIVE') === 25_000, 10_000);
+  assert.equal(h.store.count('DEFER'), 1, 'the entry not yet due stays');
+  assert.equal(h.agent.plans.length, 0);
+  await h.manager.stop(1000);
+});
