@@ -89,8 +89,11 @@ export class TextArena {
   private curIndex = -1;
   private pos = 0;
 
-  /** Copy `bytes` (UTF-8 text) in; the position to read it back with. */
-  put(bytes: Buffer): number {
+  /**
+   * Copy `bytes` (UTF-8 text) in, followed by `spare` unused bytes (room for a later, slightly
+   * longer text in the same place: `overwrite`); the position to read it back with.
+   */
+  put(bytes: Buffer, spare = 0): number {
     const len = bytes.length;
     if (len > CHUNK) {
       this.chunks.push(Buffer.from(bytes));
@@ -105,8 +108,13 @@ export class TextArena {
     // TypedArray#set: a native copy; Buffer#copy goes through JS argument checks per call.
     this.cur.set(bytes, this.pos);
     const at = this.curIndex * CHUNK + this.pos;
-    this.pos += len;
+    this.pos = Math.min(CHUNK, this.pos + len + spare);
     return at;
+  }
+
+  /** Copy `bytes` over a text put at `at` whose room (length + spare) is at least as long. */
+  overwrite(at: number, bytes: Buffer): void {
+    this.chunks[Math.floor(at / CHUNK)].set(bytes, at % CHUNK);
   }
 
   get(at: number, len: number): string {
@@ -146,7 +154,11 @@ export class Replay<S = number> {
   private readonly keepMeta: boolean;
   /** By slot: the decoded states (one value, or Several). */
   private readonly values: unknown[] = [];
-  /** By slot, only where some state is text: [arena position, byte length] per entry, -1 = decoded. */
+  /**
+   * By slot, only where some state is text: [arena position, byte length, room] per entry
+   * (position -1 = decoded). An entry's later UPDATE texts are written over its earlier one
+   * when they fit its room, so an entry updated many times holds one text, not one per record.
+   */
   private readonly texts = new Map<number, number[]>();
   /** By slot: the metadata's arena position and byte length (keepMeta). */
   private readonly metas: number[] = [];
@@ -168,7 +180,7 @@ export class Replay<S = number> {
    */
   textOf(tx: TxIndex<S>, i: number): Buffer | null {
     const texts = this.texts.get(tx.slot);
-    return texts !== undefined && texts[2 * i] >= 0 ? this.arena.bytes(texts[2 * i], texts[2 * i + 1]) : null;
+    return texts !== undefined && texts[3 * i] >= 0 ? this.arena.bytes(texts[3 * i], texts[3 * i + 1]) : null;
   }
 
   /** Entry i's decoded state (undefined when textOf has it). */
@@ -257,14 +269,25 @@ export class Replay<S = number> {
 
   private setText(slot: number, i: number, n: number, meta: Buffer): void {
     let texts = this.texts.get(slot);
-    if (!texts) this.texts.set(slot, (texts = new Array<number>(2 * n).fill(-1)));
-    texts[2 * i] = this.arena.put(meta);
-    texts[2 * i + 1] = meta.length;
+    if (!texts) this.texts.set(slot, (texts = new Array<number>(3 * n).fill(-1)));
+    const len = meta.length;
+    if (texts[3 * i] >= 0 && len <= texts[3 * i + 2]) {
+      this.arena.overwrite(texts[3 * i], meta);
+    } else {
+      // Room for a state a little longer than this one ("HOLD" -> "ACTIVE", a retry count
+      // gaining a digit, a longer error text) without a new copy.
+      const spare = Math.min(64, len >> 3);
+      const at = this.arena.put(meta, spare);
+      texts[3 * i] = at;
+      // The room ends with its chunk (a text longer than a chunk has one of exactly its size).
+      texts[3 * i + 2] = len > CHUNK ? len : Math.min(len + spare, CHUNK - (at % CHUNK));
+    }
+    texts[3 * i + 1] = len;
   }
 
   private clearText(slot: number, i: number): void {
     const texts = this.texts.get(slot);
-    if (texts) texts[2 * i] = -1;
+    if (texts) texts[3 * i] = -1;
   }
 
   private update(id: string, queue: number, meta: Buffer, seq: number, off: number): void {
@@ -285,7 +308,7 @@ export class Replay<S = number> {
     if (!tx || i < 0) return;
     if (tx.durable.length === 3) return this.forget(tx);
     tx.durable.splice(3 * i, 3);
-    this.texts.get(tx.slot)?.splice(2 * i, 2);
+    this.texts.get(tx.slot)?.splice(3 * i, 3);
     const v = this.values[tx.slot];
     if (v instanceof Several) v.values.splice(i, 1);
   }
