@@ -61,6 +61,8 @@ import {
 export { SpoolError, SpoolFullError, SpoolLockedError };
 
 const DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024;
+/** Recovered transactions handed over per event-loop turn (loadIndex). */
+const LOAD_SLICE = 20_000;
 /** Bodies of the latest commits kept for their first delivery (recent.ts): a few seconds of mail. */
 const DEFAULT_BODY_CACHE = 16 * 1024 * 1024;
 /** Linux IOV_MAX: the most buffers one writev accepts. */
@@ -214,9 +216,11 @@ export class Journal implements Spool {
     }
     this.nextSeq = (this.found.at(-1) ?? 0) + 1;
     await this.rotate();
+    // Before 'ready' and the timer: reclaim must not see a segment whose live count is not
+    // complete yet (it would delete it as finished).
+    const counts = await this.loadIndex(replay, onTransaction, opts?.entry);
     this.state = 'ready';
     this.startTimer();
-    const counts = this.loadIndex(replay, onTransaction, opts?.entry);
     const report: RecoveryReport = { ...counts, corrupt, durationMs: performance.now() - started };
     this.log.info({ ...counts, corrupt: corrupt.length, segments: this.found.length, ms: Math.round(report.durationMs) }, 'spool recovered');
     this.afterBatch();
@@ -252,10 +256,17 @@ export class Journal implements Spool {
    * segment's live counts updated; a transaction whose metadata is unparsable is dropped. Runs
    * in one synchronous step, so no write can see the index half built.
    */
-  private loadIndex(replay: Replay<Segment>, onTransaction: (tx: RecoveredTransaction<never>) => void, decode: EntryDecoder | undefined): { transactions: number; entries: number } {
+  /**
+   * Hand every recovered transaction over, in commit order, yielding to the event loop every
+   * LOAD_SLICE transactions: with 1,000,000 entries this takes seconds, and the monitor
+   * listener (already up) must keep answering /healthy and /ready meanwhile.
+   */
+  private async loadIndex(replay: Replay<Segment>, onTransaction: (tx: RecoveredTransaction<never>) => void, decode: EntryDecoder | undefined): Promise<{ transactions: number; entries: number }> {
     let transactions = 0;
     let entries = 0;
+    let n = 0;
     for (const tx of replay.txs.values()) {
+      if (++n % LOAD_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       const recovered = this.parseRecovered(replay, tx, decode);
       if (!recovered) {
         replay.forget(tx);
