@@ -253,13 +253,11 @@ export class Journal implements Spool {
   /**
    * Turns the replay into the index: the replay's map and its objects already are the index
    * (TxIndex), so each transaction is handed to onTransaction, its states released, and its
-   * segment's live counts updated; a transaction whose metadata is unparsable is dropped. Runs
-   * in one synchronous step, so no write can see the index half built.
-   */
-  /**
-   * Hand every recovered transaction over, in commit order, yielding to the event loop every
-   * LOAD_SLICE transactions: with 1,000,000 entries this takes seconds, and the monitor
-   * listener (already up) must keep answering /healthy and /ready meanwhile.
+   * segment's live counts updated; a transaction whose metadata is unparsable is dropped.
+   * Yields to the event loop every LOAD_SLICE transactions (with 1,000,000 entries this takes
+   * seconds, and the monitor listener, already up, must keep answering /healthy meanwhile).
+   * Still no write can see the index half built: the spool is not 'ready' until this returns,
+   * so writes are refused, and the reclaim timer has not started.
    */
   private async loadIndex(replay: Replay<Segment>, onTransaction: (tx: RecoveredTransaction<never>) => void, decode: EntryDecoder | undefined): Promise<{ transactions: number; entries: number }> {
     let transactions = 0;
