@@ -601,7 +601,10 @@ function failed(opts: QueueControlOptions, x: Planned, err: Error): Applied {
   return 'failed';
 }
 
-/** Write one entry's change to the spool, then to the store; 'failed' restores its state. */
+/**
+ * A removal or a change of addresses, one entry at a time: written to the spool, then to the
+ * store; 'failed' restores its state. Other changes go in batches (applyChanges).
+ */
 async function apply(opts: QueueControlOptions, x: Planned, bounced: ReadonlySet<QueueEntry>): Promise<Applied> {
   const { e, previous, plan } = x;
   try {
@@ -611,16 +614,12 @@ async function apply(opts: QueueControlOptions, x: Planned, bounced: ReadonlySet
       opts.store.delete(e);
       return 'removed';
     }
-    if (plan.envelope) {
-      // Envelope fields are fixed while an entry is queued (store.ts): replace the entry.
-      const next = changed(e, plan, previous);
-      await opts.spool.update(e.id.transaction, e.id.queue, encodeEntry(next));
-      opts.store.delete(e);
-      opts.store.add(next);
-      return next.state === 'ACTIVE' ? 'active' : 'affected';
-    }
-    await opts.spool.update(e.id.transaction, e.id.queue, encodeChanged(e, plan.patch, previous));
-    return storeChange(opts, e, plan.patch, previous);
+    // Envelope fields are fixed while an entry is queued (store.ts): replace the entry.
+    const next = changed(e, plan, previous);
+    await opts.spool.update(e.id.transaction, e.id.queue, encodeEntry(next));
+    opts.store.delete(e);
+    opts.store.add(next);
+    return next.state === 'ACTIVE' ? 'active' : 'affected';
   } catch (err) {
     return failed(opts, x, err as Error);
   }

@@ -103,7 +103,7 @@ interface Pending {
   queues: number[];
   bodySizes: number[];
   /** updates: the transaction and start (inside `enc`) of each record; `tx` is the first. */
-  many?: { txs: TxState[]; offsets: number[] };
+  many: { txs: TxState[]; offsets: number[] } | undefined;
   resolve(): void;
   reject(err: Error): void;
 }
@@ -359,23 +359,9 @@ export class Journal implements Spool {
     } catch (err) {
       throw err instanceof RangeError ? new SpoolError('SPOOL_INVALID', err.message) : err;
     }
-    for (const tx of txs) {
-      tx.version++;
-      tx.pending++;
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.queue.push({
-        kind: 'updates',
-        tx: txs[0],
-        enc: { parts: [enc.buf], length: enc.buf.length, bodyOffsets: [] },
-        queues: records.map((r) => r.queue),
-        bodySizes: [],
-        many: { txs, offsets: enc.offsets },
-        resolve,
-        reject,
-      });
-      if (!this.loop) this.loop = this.drain();
-    });
+    for (const tx of txs) tx.version++;
+    const block = { parts: [enc.buf], length: enc.buf.length, bodyOffsets: [] };
+    await this.submit('updates', txs[0], block, records.map((r) => r.queue), [], { txs, offsets: enc.offsets });
     return refused;
   }
 
@@ -464,10 +450,11 @@ export class Journal implements Spool {
   // -------------------------------------------------------------------------------------------
   // Group commit
 
-  private submit(kind: PendingKind, tx: TxState, enc: EncodedRecord, queues: number[], bodySizes: number[]): Promise<void> {
+  private submit(kind: PendingKind, tx: TxState, enc: EncodedRecord, queues: number[], bodySizes: number[], many?: Pending['many']): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      tx.pending++;
-      this.queue.push({ kind, tx, enc, queues, bodySizes, resolve, reject });
+      if (many) for (const t of many.txs) t.pending++;
+      else tx.pending++;
+      this.queue.push({ kind, tx, enc, queues, bodySizes, many, resolve, reject });
       if (!this.loop) this.loop = this.drain();
     });
   }
