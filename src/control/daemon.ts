@@ -47,6 +47,8 @@ export interface ControlDaemonParts {
   resolverClear?: (domain?: string) => number | Promise<number>;
   /** Traffic-shaping figures for process-stats (`queue.policy`). */
   policyStats?: () => NonNullable<NonNullable<StatsInput['queue']>['policy']>;
+  /** Delivery figures for process-stats (`queue.connections`, `queue.delivery`). */
+  deliveryStats?: () => Pick<NonNullable<StatsInput['queue']>, 'connections' | 'delivery'>;
   /** Put a reloaded queue file into effect. */
   apply?: { policy?(c: PolicyConfig): void; suspend?(c: SuspendConfig): void; delivery?(c: DeliveryConfig): void };
 }
@@ -87,6 +89,7 @@ function stats(parts: ControlDaemonParts): StatsInput {
       hold: parts.store.count('HOLD'),
       update: parts.store.count('UPDATE'),
       ...(parts.policyStats ? { policy: parts.policyStats() } : {}),
+      ...(parts.deliveryStats ? parts.deliveryStats() : {}),
     },
   };
 }

@@ -195,13 +195,23 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
     deliveryHooks: () => runtime.current.hooks.delivery ?? {}, // postdelivery after admin delete/bounce
     unloadDir: path.join(startup.spool.path, 'unloaded'), // J unload's queue files
   });
+  const policyStats = () => {
+    const st = shaping.stats(Date.now());
+    return { concurrency: st.concurrency, rate: st.rate, dynamic: st.dynamic };
+  };
+  const deliveryStats = () => {
+    const st = manager.stats();
+    const total = runtime.current.config.queues.concurrency?.total;
+    return {
+      connections: { concurrent: st.inflight, ...(typeof total === 'number' && Number.isFinite(total) ? { maxconcurrent: total } : {}) },
+      delivery: st.outcomes,
+    };
+  };
   const control = await startControlSocket({
     startup, runtime, store, servers, log, queue, memory,
     shaping: shapingControl(shaping),
-    policyStats: () => {
-      const st = shaping.stats(Date.now());
-      return { concurrency: st.concurrency, rate: st.rate, dynamic: st.dynamic };
-    },
+    policyStats,
+    deliveryStats,
     apply: {
       policy: (c) => shaping.setPolicies(c),
       suspend: (c) => shaping.setSuspends(c),
@@ -209,7 +219,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
     },
   });
   // ---- end control socket
-  monitor?.attach({ store, spool, servers }); // monitor listener (issue 6)
+  monitor?.attach({ store, spool, servers, policyStats, deliveryStats }); // monitor listener (issue 6)
   dropPrivileges(startup, log);
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import { resolvePki } from '../config/load';
 import type { StartupConfig } from '../config/types';
-import { controlContext } from '../control/daemon';
+import { controlContext, type ControlDaemonParts } from '../control/daemon';
 import { findPackageFile } from '../control/schema';
 import { buildProcessStats, parseVersion } from '../control/stats';
 import type { Spool } from '../spool/types';
@@ -29,6 +29,9 @@ export interface MonitorParts {
   spool: Spool;
   /** The started SMTP servers (same array the control socket gets; filled as they start). */
   servers: ReadonlyArray<{ stats(): { connections: number } }>;
+  /** The same figures the control socket's process-stats has (src/control/daemon.ts). */
+  policyStats?: ControlDaemonParts['policyStats'];
+  deliveryStats?: ControlDaemonParts['deliveryStats'];
 }
 
 export interface Monitor {
@@ -66,7 +69,11 @@ export async function startMonitor(startup: StartupConfig, runtime: RuntimeHolde
     collect: async () => {
       if (!parts) return undefined;
       const p = parts;
-      const input = await controlContext({ startup, runtime, store: p.store, servers: p.servers, log }).processStats();
+      const input = await controlContext({
+        startup, runtime, store: p.store, servers: p.servers, log,
+        ...(p.policyStats ? { policyStats: p.policyStats } : {}),
+        ...(p.deliveryStats ? { deliveryStats: p.deliveryStats } : {}),
+      }).processStats();
       const stats = buildProcessStats(input, { pid: process.pid, runtime: process.uptime(), version: v });
       return { stats, oldest: await p.store.oldestByState(), spool: p.spool.stats() };
     },

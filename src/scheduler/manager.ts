@@ -42,6 +42,7 @@ import type { Facts, ShapingEngine, Verdict, WakeScope } from '../shaping/types'
 import { runGroup, type Admission, type Attempter, type RunContext, type RunLogger } from './run';
 import { findTransport } from './plan';
 import { RouteCache, type Route } from './routing';
+import type { LogAction } from './facts';
 
 export interface ManagerSnapshot {
   config: RunningConfig;
@@ -76,6 +77,8 @@ export interface ManagerStats {
   ready: number;
   /** Pickups refused by shaping since start. */
   refusals: number;
+  /** Entries delivered, queued again (DEFER/HOLD) and bounced since start; removals are not counted. */
+  outcomes: { delivered: number; delayed: number; failed: number };
 }
 
 /** Launches per pass before yielding to the event loop. */
@@ -116,6 +119,13 @@ export class QueueManager {
   private inflight = 0;
   private attempts = 0;
   private refusals = 0;
+  /** Settled entries by outcome since start (process-stats `queue.delivery`). */
+  private readonly outcomes = { delivered: 0, delayed: 0, failed: 0 };
+  private readonly tally = (action: LogAction): void => {
+    if (action === 'delivered') this.outcomes.delivered++;
+    else if (action === 'deferred') this.outcomes.delayed++;
+    else if (action === 'bounced') this.outcomes.failed++;
+  };
   private drained: (() => void) | undefined;
   /**
    * Destinations that may be served, in turn; `readyHi` those with priority-1 entries. FIFOs
@@ -174,6 +184,7 @@ export class QueueManager {
       parked: this.parked.size,
       ready: this.ready.length,
       refusals: this.refusals,
+      outcomes: { ...this.outcomes },
     };
   }
 
@@ -462,6 +473,7 @@ export class QueueManager {
       hostname: this.opts.hostname,
       newId: this.opts.newId,
       now: this.now,
+      tally: this.tally,
     };
     const shaping = this.shaping;
     if (shaping) ctx.groupingOf = (d, mx, ip) => shaping.groupingOf(d, mx, ip);

@@ -39,6 +39,8 @@ import { deliveryMessage, deliveryRecord, hookAttempt, type LogAction } from './
 
 export interface RunLogger {
   info(fields: object, msg: string): void;
+  /** pino's: lets the hot path skip building a record nobody will see. */
+  isLevelEnabled?(level: string): boolean;
   warn(fields: object, msg: string): void;
   error(fields: object, msg: string): void;
 }
@@ -62,6 +64,8 @@ export interface RunContext {
   now: () => number;
   /** The grouping of a destination (the shaping engine's); default per `queues.grouping.default` only. */
   groupingOf?: (recipientdomain: string, remotemx: string, remoteip: string) => string;
+  /** Counts each settled entry by its logged action (process-stats `queue.delivery`). */
+  tally?: (action: LogAction) => void;
 }
 
 /**
@@ -387,11 +391,14 @@ async function settle(ctx: RunContext, d: Decided, dsnFailed: boolean): Promise<
     ctx.store.update(e, { state: 'DEFER', retryts: ctx.now() + WRITE_FAILURE_DELAY * 1000 });
     return;
   }
+  const action = logAction(disposition);
+  ctx.tally?.(action);
+  if (ctx.log.isLevelEnabled && !ctx.log.isLevelEnabled('info')) return;
   ctx.log.info(deliveryRecord({
     hostname: ctx.hostname,
     now: ctx.now(),
     entry: e,
-    action: logAction(disposition),
+    action,
     ...(disposition.kind === 'queue' ? { state: disposition.state } : {}),
     retry: e.retry,
     grouping: groupingFor(ctx, d, d.report?.remotemx ?? '', d.report?.remoteip ?? ''),

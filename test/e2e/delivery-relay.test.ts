@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { message, sendRaw, spoolEntries, startDaemon, tempDir } from './harness';
+import { defaultSmtpd, message, monitorPort, monitorSmtpd, sendRaw, spoolEntries, startDaemon, tempDir, writeConfig } from './harness';
 import { deliveries, deliveryApp, deliveryConfig, fixed, queueIdOf, waitUntil } from './delivery-support';
 import { SmtpSink, makeSelfSignedCert } from '../support/smtp-sink';
 import { TestDnsServer } from '../support/dns-server';
@@ -132,4 +132,22 @@ test('STARTTLS per mode: transport require, and Try({tls}) disabled / require_ve
   assert.equal(rec('plain').action, 'deferred', 'require: a peer without STARTTLS is not used');
   assert.equal(at(plainSink, 'plain'), undefined);
   assert.equal(at(plainSink, 'optional')?.tls, false, 'optional: plaintext when STARTTLS is not offered');
+});
+
+test('/metrics counts delivered, deferred and bounced recipients (queue.delivery) and outbound attempts', async (t) => {
+  const sink = await SmtpSink.start({ rcpt: { 'later@example.org': '450 4.2.1 Mailbox busy', 'gone@example.org': '550 5.1.1 No such user' } });
+  t.after(() => sink.close());
+  const app = deliveryApp({ transports: fixed('out', sink.port), retry: 'count: 50\n      intervals: [{ interval: 3600 }]' });
+  const cfg = writeConfig({ smtpd: defaultSmtpd(monitorSmtpd()), app, deliver: true });
+  const d = await startDaemon(cfg);
+  t.after(() => d.stop());
+  await sendRaw(d.port, 'alice@example.com', ['bob@example.org', 'carol@example.org', 'later@example.org', 'gone@example.org'], message('counted'));
+  await waitUntil(() => deliveries(d).length >= 4, 30_000, 'four delivery records');
+  const res = await fetch(`http://127.0.0.1:${monitorPort(d)}/metrics`);
+  const text = await res.text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  assert.equal(value('halon_queue_delivery_delivered_total'), 2);
+  assert.equal(value('halon_queue_delivery_delayed_total'), 1);
+  assert.equal(value('halon_queue_delivery_failed_total'), 1);
+  assert.equal(value('halon_queue_connections_concurrent'), 0, 'nothing in flight once settled');
 });
