@@ -28,6 +28,7 @@ export function normaliseStartup(root: Cursor, file: string): StartupConfig {
     servers,
     environment: readEnvironment(root.get('environment')),
     spool: readSpool(root.get('spool')),
+    queues: readQueues(root.get('queues')),
     pki: { private: readPki(root.get('pki')) },
   };
   setIf(config, 'version', root.get('version').str());
@@ -122,6 +123,11 @@ function readControlSocket(c: Cursor): StartupConfig['environment']['controlsock
     cs.tls = out;
   }
   return cs;
+}
+
+function readQueues(c: Cursor): StartupConfig['queues'] {
+  const t = c.get('threads');
+  return { threads: { event: t.get('event').oneOf([0, 1] as const, 1), nice: t.get('nice').num(10) } };
 }
 
 function readSpool(c: Cursor): StartupConfig['spool'] {

@@ -71,6 +71,8 @@ export interface StartupConfig {
     minfree: { bytes: number; inodes: number };
     corrupt: 'unlink' | 'rename' | 'ignore';
   };
+  /** How deliveries run: on a thread of their own (event 1) at a lower priority (nice). */
+  queues: { threads: { event: 0 | 1; nice: number } };
   monitor?: {
     listener: { port: number; address?: string };
     type: 'http' | 'https';

@@ -17,6 +17,7 @@ import { openSpool } from '../spool/journal';
 import type { Spool } from '../spool/types';
 import { QueueStore } from '../queue/store';
 import { DeliveryAgent } from '../delivery/attempt';
+import { WorkerAgent } from '../delivery/worker-agent';
 import { Resolver } from '../delivery/resolver';
 import { QueueManager } from '../scheduler/manager';
 import { createShapingEngine } from '../shaping/engine';
@@ -119,15 +120,19 @@ function startShaping(startup: StartupConfig, runtime: RuntimeHolder): ShapingEn
   return shaping;
 }
 
-function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string, shaping: ShapingEngine): QueueManager {
+async function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string, shaping: ShapingEngine): Promise<QueueManager> {
   const config = runtime.current.config;
   const queues = config.queues;
+  const agent = startup.queues.threads.event === 1
+    ? new WorkerAgent({ poolSize: queues.pooling.size, nice: startup.queues.threads.nice, log })
+    : new DeliveryAgent({ poolSize: queues.pooling.size });
+  if (agent instanceof WorkerAgent) await agent.ready(); // pickup counts connections (connectinterval) as they start
   const manager = new QueueManager({
     store,
     spool,
     ingress,
     runtime: () => ({ config: runtime.current.config, hooks: runtime.current.hooks.delivery ?? {} }),
-    agent: new DeliveryAgent({ poolSize: queues.pooling.size }),
+    agent,
     resolverFor: resolverCache(),
     log,
     hostname: startup.environment.hostname || os.hostname(),
@@ -156,7 +161,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const shaping = startShaping(startup, runtime);
   const memory = new InProcessMemoryStore();
   bindHookServices({ shaping, memory, quota: (name) => store.quota(name) });
-  const manager = startManager(startup, runtime, spool, store, ingress, log, newId, shaping);
+  const manager = await startManager(startup, runtime, spool, store, ingress, log, newId, shaping);
   // A new smtpd-app.yaml may bring other groupings; every destination is looked at again.
   runtime.onReload((snap) => {
     shaping.setGrouping(snap.config.queues.grouping);

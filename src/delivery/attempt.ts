@@ -22,6 +22,7 @@ import {
   type SmtpState, type SourceAddress, type TlsMode, type Transaction,
 } from './smtp-client';
 import type { DsnParams } from '../model/types';
+import { HopWindow } from './hop-window';
 
 /** `attempt.error` with the DNS case added (the client never fails on DNS; we do first). */
 export type AttemptFailure =
@@ -112,6 +113,7 @@ export function clientTlsMode(mode: string): TlsMode {
 
 export class DeliveryAgent {
   private readonly pool: ConnectionPool | undefined;
+  private readonly window = new HopWindow();
 
   constructor(opts: AgentOptions) {
     this.pool = opts.poolSize > 0 ? new ConnectionPool({ maxsize: opts.poolSize, ...(opts.poolTimeout ? { timeout: opts.poolTimeout } : {}) }) : undefined;
@@ -119,10 +121,18 @@ export class DeliveryAgent {
 
   async attempt(plan: AttemptPlan, resolver: NextHopResolver): Promise<AttemptReport> {
     const started = performance.now();
+    const hops = await nextHopsOf(plan, resolver);
+    if ('error' in hops) return everyone(plan, { error: hops.error }, (performance.now() - started) / 1000);
+    return this.window.run(hops.hops, () => this.deliverTo(hops.hops, plan, started));
+  }
+
+  /**
+   * The SMTP part of an attempt, over next hops already resolved: what the delivery thread runs
+   * (worker-agent.ts). `started` is when the attempt began, for its duration.
+   */
+  async deliverTo(hops: NextHop[], plan: AttemptPlan, started = performance.now()): Promise<AttemptReport> {
     const seconds = () => (performance.now() - started) / 1000;
-    const hops = await this.hops(plan, resolver);
-    if ('error' in hops) return everyone(plan, { error: hops.error }, seconds());
-    const result = await deliver(hops.hops, this.transaction(plan), this.options(plan));
+    const result = await deliver(hops, this.transaction(plan), this.options(plan));
     const skipped = result.failures.map(describeFailure);
     if (!result.ok) {
       const report = everyone(plan, { error: result.error, ...(result.result ? { result: result.result } : {}) }, seconds());
@@ -138,21 +148,6 @@ export class DeliveryAgent {
 
   async close(): Promise<void> {
     await this.pool?.close();
-  }
-
-  private async hops(plan: AttemptPlan, resolver: NextHopResolver): Promise<{ hops: NextHop[] } | { error: AttemptFailure }> {
-    let r;
-    try {
-      const opts: NextHopOptions = { ...plan.nexthop, port: plan.port };
-      r = plan.destination.kind === 'mx'
-        ? await resolveNextHops(plan.destination.domain, resolver, opts)
-        : await resolveServer(plan.destination.server, plan.port, resolver, opts);
-    } catch (err) {
-      // Only a bad mx_include/mx_exclude pattern throws (nexthop.ts): the operator's to fix.
-      return { error: { temporary: true, type: 'config', message: (err as Error).message } };
-    }
-    if ('error' in r) return { error: { temporary: r.error.temporary, type: 'dns', dns: r.error.dns, message: r.error.message } };
-    return { hops: plan.prefer ? preferHop(r.hops, plan.prefer) : r.hops };
   }
 
   private transaction(plan: AttemptPlan): Transaction {
@@ -191,6 +186,22 @@ export class DeliveryAgent {
   }
 }
 
+/** Where an attempt goes: its next hops in the order to try them, or why there are none. */
+export async function nextHopsOf(plan: AttemptPlan, resolver: NextHopResolver): Promise<{ hops: NextHop[] } | { error: AttemptFailure }> {
+  let r;
+  try {
+    const opts: NextHopOptions = { ...plan.nexthop, port: plan.port };
+    r = plan.destination.kind === 'mx'
+      ? await resolveNextHops(plan.destination.domain, resolver, opts)
+      : await resolveServer(plan.destination.server, plan.port, resolver, opts);
+  } catch (err) {
+    // Only a bad mx_include/mx_exclude pattern throws (nexthop.ts): the operator's to fix.
+    return { error: { temporary: true, type: 'config', message: (err as Error).message } };
+  }
+  if ('error' in r) return { error: { temporary: r.error.temporary, type: 'dns', dns: r.error.dns, message: r.error.message } };
+  return { hops: plan.prefer ? preferHop(r.hops, plan.prefer) : r.hops };
+}
+
 /** The preferred hop first, and within it the preferred address first; the rest keep their order. */
 function preferHop(hops: NextHop[], prefer: { remotemx: string; remoteip: string }): NextHop[] {
   const at = hops.findIndex((h) => (h.mx || h.host) === prefer.remotemx && h.addresses.includes(prefer.remoteip));
@@ -214,7 +225,7 @@ function clientTimeouts(t: AttemptPlan['timeouts']): ClientTimeouts | undefined 
 }
 
 /** The same outcome for every recipient (the attempt failed before any recipient was answered). */
-function everyone(plan: AttemptPlan, facts: { error: AttemptFailure; result?: AttemptResult }, duration: number): AttemptReport {
+export function everyone(plan: AttemptPlan, facts: { error: AttemptFailure; result?: AttemptResult }, duration: number): AttemptReport {
   const outcome: RecipientOutcomeKind = facts.error.temporary ? 'temporary' : 'permanent';
   return {
     recipients: plan.recipients.map(() => ({ outcome, ...facts })),

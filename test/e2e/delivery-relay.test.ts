@@ -151,3 +151,15 @@ test('/metrics counts delivered, deferred and bounced recipients (queue.delivery
   assert.equal(value('halon_queue_delivery_failed_total'), 1);
   assert.equal(value('halon_queue_connections_concurrent'), 0, 'nothing in flight once settled');
 });
+
+test('queues.threads.event 0: deliveries run on the main thread and still relay', async (t) => {
+  const sink = await SmtpSink.start();
+  t.after(() => sink.close());
+  const app = deliveryApp({ transports: fixed('out', sink.port) });
+  const d = await startDaemon(writeConfig({ smtpd: defaultSmtpd('queues:\n  threads:\n    event: 0\n'), app, deliver: true }));
+  t.after(() => d.stop());
+  await sendRaw(d.port, 'alice@example.com', ['bob@example.org'], message('main thread'));
+  await waitUntil(() => deliveries(d).length >= 1, 30_000, 'the delivery record');
+  assert.equal(deliveries(d)[0].action, 'delivered');
+  assert.match(sink.transactions[0].data.toString(), /Subject: main thread/);
+});

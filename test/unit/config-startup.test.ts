@@ -71,7 +71,7 @@ test('unknown keys are rejected with their path and the keys allowed there', () 
     'smtpd.yaml': `${MINIMAL_STARTUP}listen: 25\nenvironment:\n  controlsocket: { pth: x }\n`,
   });
   const errors = errorsOf(() => loadStartupConfig(join(dir, 'smtpd.yaml')));
-  hasError(errors, 'listen', /^unknown key \(expected one of: version, servers, environment, spool, monitor, pki, cluster\)$/);
+  hasError(errors, 'listen', /^unknown key \(expected one of: version, servers, environment, spool, queues, monitor, pki, cluster\)$/);
   hasError(errors, 'environment.controlsocket.pth', /unknown key .*path, port, address/);
   assert.equal(errors.length, 2, lines(errors).join('\n'));
 });

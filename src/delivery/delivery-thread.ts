@@ -1,0 +1,47 @@
+/**
+ * The delivery thread (worker-agent.ts starts it): runs the SMTP part of each attempt with its
+ * own connection pool, at the nice value it was given.
+ *
+ * Protocol: `attempt` messages in (plan + resolved next hops), one `report` out for each, in
+ * whatever order they finish; `close` closes the pooled connections and answers `closed`.
+ * Errors: an attempt that throws (it should not: the client reports network and protocol
+ * failures as outcomes) is reported as a temporary network failure of every recipient.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import { DeliveryAgent, everyone } from './attempt';
+import type { FromThread, ThreadData, ToThread } from './worker-agent';
+
+const data = workerData as ThreadData;
+const agent = new DeliveryAgent({ poolSize: data.poolSize });
+
+/**
+ * Linux schedules threads, and setpriority() on a thread id changes that thread alone. Elsewhere
+ * (or without /proc) the thread keeps the process's priority.
+ */
+function lowerPriority(nice: number): void {
+  if (nice <= 0) return;
+  try {
+    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) os.setPriority(tid, Math.min(19, os.getPriority(tid) + nice));
+  } catch {
+    // not Linux, or not allowed: run at the process's priority
+  }
+}
+
+lowerPriority(data.nice);
+
+const port = parentPort!;
+port.on('message', (m: ToThread) => {
+  if (m.type === 'close') {
+    void agent.close().finally(() => port.postMessage({ type: 'closed' } satisfies FromThread));
+    return;
+  }
+  const plan = { ...m.plan, body: Buffer.from(m.plan.body.buffer, m.plan.body.byteOffset, m.plan.body.byteLength) };
+  agent
+    .deliverTo(m.hops, plan)
+    .catch((err: unknown) => everyone(plan, { error: { temporary: true, type: 'network', message: (err as Error).message } }, 0))
+    .then((report) => port.postMessage({ type: 'report', id: m.id, report } satisfies FromThread));
+});
+port.postMessage({ type: 'ready' } satisfies FromThread);
