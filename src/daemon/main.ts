@@ -126,7 +126,10 @@ async function startManager(startup: StartupConfig, runtime: RuntimeHolder, spoo
   const agent = startup.queues.threads.event === 1
     ? new WorkerAgent({ poolSize: queues.pooling.size, nice: startup.queues.threads.nice, log })
     : new DeliveryAgent({ poolSize: queues.pooling.size });
-  if (agent instanceof WorkerAgent) await agent.ready(); // pickup counts connections (connectinterval) as they start
+  if (agent instanceof WorkerAgent) {
+    await agent.ready(); // pickup counts connections (connectinterval) as they start
+    log.info({ nice: startup.queues.threads.nice }, 'delivery thread ready');
+  }
   const manager = new QueueManager({
     store,
     spool,
