@@ -64,7 +64,7 @@ export interface StatsInput {
     /** ACTIVE entries per priority, index = priority. */
     priorities?: number[];
     /** Outbound connections (delivery attempts in flight). */
-    connections?: { concurrent: number; maxconcurrent?: number };
+    connections?: { concurrent: number; maxconcurrent?: number; pooling?: { size: number; maxsize: number; hits: number; misses: number; expires: number; evicts: number } };
     delivery?: { delivered: number; delayed: number; failed: number };
     scripts?: { predelivery?: ScriptCounters; postdelivery?: ScriptCounters };
     pickup?: { count?: number; skips?: number; misses?: number; pending?: number };

@@ -39,6 +39,10 @@ function resolver(r: ResolverFigures | undefined): NonNullable<ProcessStatsRespo
   };
 }
 
+function pooling(p: NonNullable<NonNullable<StatsInput['queue']>['connections']>['pooling']): NonNullable<NonNullable<ProcessStatsResponse['queue']>['connections']>['pooling'] {
+  return { size: n(p?.size), maxsize: n(p?.maxsize), hits: n(p?.hits), misses: n(p?.misses), expires: n(p?.expires), evicts: n(p?.evicts), skips: 0 };
+}
+
 function servers(list: StatsInput['servers']): NonNullable<ProcessStatsResponse['servers']> {
   return (list ?? []).map((s) => ({
     serverid: s.id,
@@ -66,7 +70,7 @@ function queue(q: StatsInput['queue']): NonNullable<ProcessStatsResponse['queue'
     connections: {
       concurrent: n(q?.connections?.concurrent),
       maxconcurrent: n(q?.connections?.maxconcurrent),
-      pooling: { size: 0, maxsize: 0, hits: 0, misses: 0, expires: 0, evicts: 0, skips: 0 },
+      pooling: pooling(q?.connections?.pooling),
     },
     quota: { size: 0 },
     delivery: { delivered: n(q?.delivery?.delivered), delayed: n(q?.delivery?.delayed), failed: n(q?.delivery?.failed) },

@@ -120,7 +120,7 @@ function startShaping(startup: StartupConfig, runtime: RuntimeHolder): ShapingEn
   return shaping;
 }
 
-async function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string, shaping: ShapingEngine): Promise<QueueManager> {
+async function startManager(startup: StartupConfig, runtime: RuntimeHolder, spool: Spool, store: QueueStore, ingress: SpoolIngress, log: Logger, newId: () => string, shaping: ShapingEngine): Promise<{ manager: QueueManager; agent: WorkerAgent | DeliveryAgent }> {
   const config = runtime.current.config;
   const queues = config.queues;
   const agent = startup.queues.threads.event === 1
@@ -143,7 +143,7 @@ async function startManager(startup: StartupConfig, runtime: RuntimeHolder, spoo
     shaping,
   });
   manager.start();
-  return manager;
+  return { manager, agent };
 }
 
 export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
@@ -164,7 +164,7 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   const shaping = startShaping(startup, runtime);
   const memory = new InProcessMemoryStore();
   bindHookServices({ shaping, memory, quota: (name) => store.quota(name) });
-  const manager = await startManager(startup, runtime, spool, store, ingress, log, newId, shaping);
+  const { manager, agent } = await startManager(startup, runtime, spool, store, ingress, log, newId, shaping);
   // A new smtpd-app.yaml may bring other groupings; every destination is looked at again.
   runtime.onReload((snap) => {
     shaping.setGrouping(snap.config.queues.grouping);
@@ -209,9 +209,14 @@ export async function startDaemon(file: string, log: Logger): Promise<Daemon> {
   };
   const deliveryStats = () => {
     const st = manager.stats();
+    const pool = agent.poolStats();
     const total = runtime.current.config.queues.concurrency?.total;
     return {
-      connections: { concurrent: st.inflight, ...(typeof total === 'number' && Number.isFinite(total) ? { maxconcurrent: total } : {}) },
+      connections: {
+        concurrent: st.inflight,
+        ...(typeof total === 'number' && Number.isFinite(total) ? { maxconcurrent: total } : {}),
+        ...(pool ? { pooling: pool } : {}),
+      },
       delivery: st.outcomes,
     };
   };

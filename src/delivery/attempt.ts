@@ -18,7 +18,7 @@
 import { resolveNextHops, resolveServer, type NextHopResolver, type NextHopOptions, type NextHop } from './nexthop';
 import {
   deliver, ConnectionPool,
-  type AttemptError, type AttemptResult, type ClientTimeouts, type ConnectionInfo, type DeliverOptions, type HopFailure,
+  type AttemptError, type PoolCounters, type AttemptResult, type ClientTimeouts, type ConnectionInfo, type DeliverOptions, type HopFailure,
   type SmtpState, type SourceAddress, type TlsMode, type Transaction,
 } from './smtp-client';
 import type { DsnParams } from '../model/types';
@@ -144,6 +144,11 @@ export class DeliveryAgent {
       ...(r.error ? { error: r.error } : {}),
     }));
     return { recipients, connection: result.connection, remotemx: result.hop.mx, remoteip: result.hop.address, duration: seconds(), skipped };
+  }
+
+  /** The connection pool's figures (process-stats `queue.connections.pooling`); none when pooling is off. */
+  poolStats(): PoolCounters | undefined {
+    return this.pool?.stats();
   }
 
   async close(): Promise<void> {

@@ -3,7 +3,8 @@
  * own connection pool, at the nice value it was given.
  *
  * Protocol: `attempt` messages in (plan + resolved next hops), one `report` out for each, in
- * whatever order they finish; `close` closes the pooled connections and answers `closed`.
+ * whatever order they finish; `close` closes the pooled connections and answers `closed`;
+ * `pool` (the connection pool's figures) once a second when they changed.
  * Errors: an attempt that throws (it should not: the client reports network and protocol
  * failures as outcomes) is reported as a temporary network failure of every recipient.
  */
@@ -45,3 +46,13 @@ port.on('message', (m: ToThread) => {
     .then((report) => port.postMessage({ type: 'report', id: m.id, report } satisfies FromThread));
 });
 port.postMessage({ type: 'ready' } satisfies FromThread);
+
+// The pool's figures for process-stats, once a second when they changed.
+let sent = '';
+setInterval(() => {
+  const stats = agent.poolStats();
+  const text = JSON.stringify(stats);
+  if (text === sent) return;
+  sent = text;
+  port.postMessage({ type: 'pool', stats } satisfies FromThread);
+}, 1000).unref();

@@ -21,6 +21,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { everyone, nextHopsOf, type AttemptPlan, type AttemptReport } from './attempt';
 import type { NextHop, NextHopResolver } from './nexthop';
+import type { PoolCounters } from './client-pool';
 import { HopWindow } from './hop-window';
 
 export interface WorkerAgentOptions {
@@ -39,6 +40,7 @@ export type ToThread =
 export type FromThread =
   | { type: 'report'; id: number; report: AttemptReport }
   | { type: 'ready' }
+  | { type: 'pool'; stats: PoolCounters | undefined }
   | { type: 'closed' };
 
 export interface ThreadData {
@@ -64,6 +66,7 @@ export class WorkerAgent {
   private onClosed: (() => void) | undefined;
   private readyWaiters: Array<() => void> = [];
   private isReady = false;
+  private pool: PoolCounters | undefined;
 
   constructor(private readonly opts: WorkerAgentOptions) {
     // Started now, not at the first attempt: a thread takes tens of milliseconds to start, which
@@ -96,6 +99,11 @@ export class WorkerAgent {
   ready(): Promise<void> {
     if (this.isReady) return Promise.resolve();
     return new Promise((resolve) => this.readyWaiters.push(resolve));
+  }
+
+  /** The thread's connection pool figures, as of its last report (at most a second old). */
+  poolStats(): PoolCounters | undefined {
+    return this.pool;
   }
 
   /** Attempts handed to the thread and not yet reported. */
@@ -143,6 +151,10 @@ export class WorkerAgent {
   private onMessage(m: FromThread): void {
     if (m.type === 'closed') {
       this.onClosed?.();
+      return;
+    }
+    if (m.type === 'pool') {
+      this.pool = m.stats;
       return;
     }
     if (m.type === 'ready') {

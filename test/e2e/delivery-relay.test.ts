@@ -143,9 +143,16 @@ test('/metrics counts delivered, deferred and bounced recipients (queue.delivery
   t.after(() => d.stop());
   await sendRaw(d.port, 'alice@example.com', ['bob@example.org', 'carol@example.org', 'later@example.org', 'gone@example.org'], message('counted'));
   await waitUntil(() => deliveries(d).length >= 4, 30_000, 'four delivery records');
-  const res = await fetch(`http://127.0.0.1:${monitorPort(d)}/metrics`);
-  const text = await res.text();
+  let text = '';
   const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+  // The delivery thread sends its pool figures once a second.
+  for (let i = 0; i < 30 && !(value('halon_queue_connections_pooling_size') >= 1); i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 200));
+    text = await (await fetch(`http://127.0.0.1:${monitorPort(d)}/metrics`)).text();
+  }
+  assert.equal(value('halon_queue_connections_pooling_size'), 1, 'the connection went back to the pool');
+  assert.equal(value('halon_queue_connections_pooling_maxsize'), 1000);
+  assert.equal(value('halon_queue_connections_pooling_misses_total'), 1, 'one connection was opened');
   assert.equal(value('halon_queue_delivery_delivered_total'), 2);
   assert.equal(value('halon_queue_delivery_delayed_total'), 1);
   assert.equal(value('halon_queue_delivery_failed_total'), 1);
