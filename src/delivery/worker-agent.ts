@@ -78,7 +78,6 @@ export class WorkerAgent {
     const started = performance.now();
     const hops = await nextHopsOf(plan, resolver);
     if ('error' in hops) return everyone(plan, { error: hops.error }, (performance.now() - started) / 1000);
-    if (this.closing) return everyone(plan, { error: { temporary: true, type: 'network', message: 'delivery is shutting down' } }, 0);
     return this.window.run(hops.hops, () => this.post(plan, hops.hops, started));
   }
 
