@@ -2,17 +2,18 @@
  * The delivery thread (worker-agent.ts starts it): runs the SMTP part of each attempt with its
  * own connection pool, at the nice value it was given.
  *
- * Protocol: `attempt` messages in (plan + resolved next hops), one `report` out for each, in
- * whatever order they finish; `close` closes the pooled connections and answers `closed`;
- * `pool` (the connection pool's figures) once a second when they changed.
+ * Protocol: `attempts` messages in (plan + resolved next hops each); a `report` out for each
+ * attempt, in whatever order they finish, those of one turn in one `reports` message; `close`
+ * closes the pooled connections and answers `closed`; `pool` (the connection pool's figures)
+ * once a second when they changed.
  * Errors: an attempt that throws (it should not: the client reports network and protocol
  * failures as outcomes) is reported as a temporary network failure of every recipient.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { DeliveryAgent, everyone } from './attempt';
-import type { FromThread, ThreadData, ToThread } from './worker-agent';
+import { DeliveryAgent, everyone, type AttemptReport } from './attempt';
+import type { FromThread, ThreadAttempt, ThreadData, ToThread } from './worker-agent';
 
 const data = workerData as ThreadData;
 const agent = new DeliveryAgent({ poolSize: data.poolSize });
@@ -34,16 +35,33 @@ function lowerPriority(nice: number): void {
 lowerPriority(data.nice);
 
 const port = parentPort!;
+
+/** Reports finished in this turn of the event loop, posted together (see ToThread). */
+let outbox: Array<{ id: number; report: AttemptReport }> = [];
+function flush(): void {
+  const items = outbox;
+  outbox = [];
+  port.postMessage({ type: 'reports', items } satisfies FromThread);
+}
+function report(id: number, r: AttemptReport): void {
+  outbox.push({ id, report: r });
+  if (outbox.length === 1) setImmediate(flush);
+}
+
+function start(a: ThreadAttempt): void {
+  const plan = { ...a.plan, body: Buffer.from(a.plan.body.buffer, a.plan.body.byteOffset, a.plan.body.byteLength) };
+  agent
+    .deliverTo(a.hops, plan)
+    .catch((err: unknown) => everyone(plan, { error: { temporary: true, type: 'network', message: (err as Error).message } }, 0))
+    .then((r) => report(a.id, r));
+}
+
 port.on('message', (m: ToThread) => {
   if (m.type === 'close') {
     void agent.close().finally(() => port.postMessage({ type: 'closed' } satisfies FromThread));
     return;
   }
-  const plan = { ...m.plan, body: Buffer.from(m.plan.body.buffer, m.plan.body.byteOffset, m.plan.body.byteLength) };
-  agent
-    .deliverTo(m.hops, plan)
-    .catch((err: unknown) => everyone(plan, { error: { temporary: true, type: 'network', message: (err as Error).message } }, 0))
-    .then((report) => port.postMessage({ type: 'report', id: m.id, report } satisfies FromThread));
+  for (const a of m.items) start(a);
 });
 port.postMessage({ type: 'ready' } satisfies FromThread);
 

@@ -31,14 +31,24 @@ export interface WorkerAgentOptions {
   log: { error(fields: object, msg: string): void };
 }
 
-/** Main thread → delivery thread. */
+export interface ThreadAttempt {
+  id: number;
+  plan: AttemptPlan;
+  hops: NextHop[];
+}
+
+/**
+ * Main thread → delivery thread. Attempts started in one turn of the event loop go in one
+ * message (`attempts`): every message wakes the other thread, and on a busy VM a wake-up costs
+ * more than the copy it carries.
+ */
 export type ToThread =
-  | { type: 'attempt'; id: number; plan: AttemptPlan; hops: NextHop[] }
+  | { type: 'attempts'; items: ThreadAttempt[] }
   | { type: 'close' };
 
-/** Delivery thread → main thread. */
+/** Delivery thread → main thread; reports finished in one turn go together likewise. */
 export type FromThread =
-  | { type: 'report'; id: number; report: AttemptReport }
+  | { type: 'reports'; items: Array<{ id: number; report: AttemptReport }> }
   | { type: 'ready' }
   | { type: 'pool'; stats: PoolCounters | undefined }
   | { type: 'closed' };
@@ -67,6 +77,9 @@ export class WorkerAgent {
   private readyWaiters: Array<() => void> = [];
   private isReady = false;
   private pool: PoolCounters | undefined;
+  /** Attempts waiting for this turn's post (see ToThread) and the bodies they move. */
+  private outbox: ThreadAttempt[] = [];
+  private moving: ArrayBuffer[] = [];
 
   constructor(private readonly opts: WorkerAgentOptions) {
     // Started now, not at the first attempt: a thread takes tens of milliseconds to start, which
@@ -89,9 +102,19 @@ export class WorkerAgent {
       // A clone of a view copies its whole ArrayBuffer (a pool slab, a segment read): copy the
       // body's bytes alone, once, and move that copy.
       const body = new Uint8Array(plan.body);
-      const msg: ToThread = { type: 'attempt', id, plan: { ...plan, body: body as Buffer }, hops };
-      this.thread().postMessage(msg, [body.buffer]);
+      this.outbox.push({ id, plan: { ...plan, body: body as Buffer }, hops });
+      this.moving.push(body.buffer);
+      if (this.outbox.length === 1) setImmediate(() => this.flush());
     });
+  }
+
+  /** Post this turn's attempts in one message. */
+  private flush(): void {
+    const items = this.outbox;
+    const moving = this.moving;
+    this.outbox = [];
+    this.moving = [];
+    if (items.length > 0) this.thread().postMessage({ type: 'attempts', items } satisfies ToThread, moving);
   }
 
   /** Resolves once the thread has loaded and can take attempts (the daemon waits for it at start). */
@@ -161,10 +184,13 @@ export class WorkerAgent {
       for (const w of this.readyWaiters.splice(0)) w();
       return;
     }
-    const p = this.pending.get(m.id);
-    if (!p) return;
-    this.pending.delete(m.id);
-    p.resolve({ ...m.report, duration: (performance.now() - p.started) / 1000 });
+    const now = performance.now();
+    for (const { id, report } of m.items) {
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.pending.delete(id);
+      p.resolve({ ...report, duration: (now - p.started) / 1000 });
+    }
   }
 
   private failAll(message: string): void {
