@@ -199,8 +199,13 @@ const END = Buffer.from('.\r\n');
  * ".\r\n" ends it. Bare CR is left alone. Yields chunks of at most `chunkSize` octets; large
  * stretches are views into `body`, not copies.
  */
-export function* dotStuff(body: Buffer, chunkSize = 64 * 1024): Generator<Buffer> {
-  yield* coalesce(stuffedParts(body), chunkSize);
+export function dotStuff(body: Buffer, chunkSize = 64 * 1024): Iterable<Buffer> {
+  const parts = stuffedParts(body);
+  // The usual message fits one chunk: one buffer, without a generator's objects per message.
+  let total = 0;
+  for (const p of parts) total += p.length;
+  if (total <= chunkSize) return [parts.length === 1 ? parts[0] : Buffer.concat(parts, total)];
+  return coalesce(parts, chunkSize);
 }
 
 function stuffedParts(body: Buffer): Buffer[] {

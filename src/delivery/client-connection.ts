@@ -485,13 +485,13 @@ export class SmtpConnection {
   }
 
   private noteReply(reply: Reply): void {
-    this.trace('<', formatReply(reply));
+    if (this.opts.trace) this.trace('<', formatReply(reply));
     // RFC 5321 §3.8: 421 means the server is closing the channel.
     if (reply.code === 421) this.broken = true;
   }
 
   private traceOut(mail: string, rcpts: number): void {
-    this.trace('>', `${mail} (+${rcpts} RCPT, DATA pipelined)`);
+    if (this.opts.trace) this.trace('>', `${mail} (+${rcpts} RCPT, DATA pipelined)`);
   }
 
   private trace(dir: '<' | '>', line: string): void {

@@ -955,6 +955,7 @@ export class Session {
   // Close, logs and the disconnect hook
 
   private logTransaction(tx: Transaction, size: number, queue: string[], action: string, code: number): void {
+    if (!this.opts.log.isLevelEnabled('info')) return;
     this.opts.log.info(
       { connection: this.id, transaction: tx.id, serverid: this.opts.serverid, sender: tx.sender, recipients: tx.recipients.map((r) => r.recipient), size, queue, action, code },
       'smtp transaction',
@@ -962,6 +963,7 @@ export class Session {
   }
 
   private logClose(): void {
+    if (!this.opts.log.isLevelEnabled('info')) return;
     const p = this.opts.peer;
     const c = this.closeInfo as CloseInfo;
     this.opts.log.info(
