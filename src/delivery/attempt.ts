@@ -23,6 +23,7 @@ import {
 } from './smtp-client';
 import type { DsnParams } from '../model/types';
 import { HopWindow } from './hop-window';
+import { isAscii as isAsciiBuffer } from 'node:buffer';
 
 /** `attempt.error` with the DNS case added (the client never fails on DNS; we do first). */
 export type AttemptFailure =
@@ -250,7 +251,7 @@ function isAscii(s: string): boolean {
   return /^[\x00-\x7f]*$/.test(s);
 }
 
+/** Any octet above 127 (native and vectorised: every attempt asks, over the whole body). */
 function has8bit(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] >= 0x80) return true;
-  return false;
+  return !isAsciiBuffer(b);
 }

@@ -59,8 +59,11 @@ export class ConnectionPool {
   private readonly max: number;
   /** Insertion order = release order: the first entry is the least recently released. */
   private readonly idle = new Map<SmtpConnection, Idle>();
-  /** The same sessions by pool key (each set in release order), so acquire looks at one key only. */
-  private readonly byKey = new Map<string, Set<Idle>>();
+  /**
+   * The same sessions by pool key, each list in release order (newest last), so acquire looks
+   * at one key only and takes from the end: O(1) however many sessions a busy host has idle.
+   */
+  private readonly byKey = new Map<string, Idle[]>();
   private readonly counters = { hits: 0, misses: 0, expires: 0, evicts: 0 };
 
   constructor(opts: PoolOptions = {}) {
@@ -83,14 +86,17 @@ export class ConnectionPool {
   /** The most recently released healthy session for `key`, removed from the pool; else undefined. */
   acquire(key: string): SmtpConnection | undefined {
     const now = Date.now();
+    const list = this.byKey.get(key);
     let found: Idle | undefined;
-    // Deleting from a Set while iterating it is safe: removed entries are not visited again.
-    for (const entry of this.byKey.get(key) ?? []) {
-      if (entry.deadline <= now || !entry.conn.usable) {
-        this.drop(entry, 'expires');
-        continue;
+    // Newest first; a stale one met on the way leaves (older ones leave on their own timers).
+    while (list && list.length > 0) {
+      const entry = list[list.length - 1];
+      if (entry.deadline > now && entry.conn.usable) {
+        found = entry;
+        break;
       }
-      found = entry;
+      this.drop(entry, 'expires');
+      if (list[list.length - 1] === entry) list.pop(); // not ours any more: never loop on it
     }
     if (!found) {
       this.counters.misses++;
@@ -122,9 +128,9 @@ export class ConnectionPool {
     };
     entry.timer.unref();
     this.idle.set(conn, entry);
-    let set = this.byKey.get(conn.key);
-    if (!set) this.byKey.set(conn.key, (set = new Set()));
-    set.add(entry);
+    let list = this.byKey.get(conn.key);
+    if (!list) this.byKey.set(conn.key, (list = []));
+    list.push(entry);
     // Closed by the peer (or an error) while idle: leave at once, counted as an expiry.
     entry.unsubscribe = conn.onClose(() => this.drop(entry, 'expires'));
     return true;
@@ -157,8 +163,14 @@ export class ConnectionPool {
     clearTimeout(entry.timer);
     entry.unsubscribe();
     this.idle.delete(entry.conn);
-    const set = this.byKey.get(entry.conn.key);
-    set?.delete(entry);
-    if (set?.size === 0) this.byKey.delete(entry.conn.key);
+    const list = this.byKey.get(entry.conn.key);
+    if (!list) return;
+    // Usually the newest (acquire); an expiry, eviction or peer close may take one from within.
+    if (list[list.length - 1] === entry) list.pop();
+    else {
+      const at = list.indexOf(entry);
+      if (at >= 0) list.splice(at, 1);
+    }
+    if (list.length === 0) this.byKey.delete(entry.conn.key);
   }
 }

@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { deliver, ConnectionPool, type Transaction, type DeliverResult } from '../../src/delivery/smtp-client';
+import type { SmtpConnection } from '../../src/delivery/client-connection';
 import type { NextHop } from '../../src/delivery/nexthop';
 import { SmtpSink, type SinkOptions } from '../support/smtp-sink';
 
@@ -167,6 +168,40 @@ test('pool: two transactions on one TCP connection', async () => {
   assert.deepEqual(p.stats(), { size: 1, maxsize: 100, hits: 1, misses: 1, expires: 0, evicts: 0 });
   await p.close();
   assert.equal(p.size, 0);
+});
+
+test('pool: several idle connections to one host are each reused once, none opened anew', async () => {
+  const s = await sink();
+  const p = pool();
+  await Promise.all(['a', 'b', 'c'].map((x) => deliver([hop('mx.test', s.port)], tx([`${x}@example.net`]), { helo: 'client.test', pool: p })));
+  assert.equal(s.sessions, 3);
+  assert.equal(p.size, 3);
+  const again = await Promise.all(['e', 'f', 'g'].map((x) => deliver([hop('mx.test', s.port)], tx([`${x}@example.net`]), { helo: 'client.test', pool: p })));
+  assert.equal(new Set(again.map((r) => okResult(r).connection.id)).size, 3, 'each idle connection went out once');
+  assert.ok(again.every((r) => okResult(r).reused));
+  assert.equal(s.sessions, 3, 'no new connection while idle ones were there');
+  assert.deepEqual({ hits: p.stats().hits, misses: p.stats().misses }, { hits: 3, misses: 3 });
+});
+
+/** Just what the pool looks at in a session. */
+function fakeSession(key: string): { conn: SmtpConnection; quits: () => number; breakIt: () => void } {
+  let quits = 0;
+  let usable = true;
+  const conn = { key, transactions: 1, get usable() { return usable; }, onClose: () => () => undefined, quit: async () => { quits++; } } as unknown as SmtpConnection;
+  return { conn, quits: () => quits, breakIt: () => { usable = false; } };
+}
+
+test('pool: the most recently released session goes out first; one that broke while idle is QUIT and skipped', () => {
+  const p = pool();
+  const [a, b, c] = [fakeSession('k'), fakeSession('k'), fakeSession('k')];
+  for (const f of [a, b, c]) assert.equal(p.release(f.conn), true);
+  c.breakIt();
+  assert.equal(p.acquire('k'), b.conn, 'c is unusable, b was released after a');
+  assert.equal(c.quits(), 1);
+  assert.equal(p.acquire('other'), undefined);
+  assert.equal(p.acquire('k'), a.conn);
+  assert.equal(p.acquire('k'), undefined);
+  assert.deepEqual({ hits: p.stats().hits, misses: p.stats().misses, expires: p.stats().expires, size: p.size }, { hits: 2, misses: 2, expires: 1, size: 0 });
 });
 
 test('pool: a different HELO name or TLS mode does not share a connection', async () => {
