@@ -114,7 +114,13 @@ export class WorkerAgent {
     const moving = this.moving;
     this.outbox = [];
     this.moving = [];
-    if (items.length > 0) this.thread().postMessage({ type: 'attempts', items } satisfies ToThread, moving);
+    if (items.length === 0) return;
+    // close() began in this turn: these never reach a thread (it would start a new one).
+    if (this.closing) {
+      for (const { id } of items) this.fail(id, 'delivery is shutting down');
+      return;
+    }
+    this.thread().postMessage({ type: 'attempts', items } satisfies ToThread, moving);
   }
 
   /** Resolves once the thread has loaded and can take attempts (the daemon waits for it at start). */
@@ -194,9 +200,17 @@ export class WorkerAgent {
   }
 
   private failAll(message: string): void {
-    for (const [id, p] of this.pending) {
-      this.pending.delete(id);
-      p.resolve(everyone(p.plan, { error: { temporary: true, type: 'network', message } }, (performance.now() - p.started) / 1000));
-    }
+    // Attempts not posted yet are answered here too; they must not go to the next thread.
+    this.outbox = [];
+    this.moving = [];
+    for (const id of [...this.pending.keys()]) this.fail(id, message);
+  }
+
+  /** Answer one attempt as a temporary network failure (deferred and retried, nothing lost). */
+  private fail(id: number, message: string): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    p.resolve(everyone(p.plan, { error: { temporary: true, type: 'network', message } }, (performance.now() - p.started) / 1000));
   }
 }

@@ -97,6 +97,24 @@ test('close() ends the thread; an attempt after it is a temporary failure, not a
   assert.match(after.recipients[0].error?.message ?? '', /shutting down/);
 });
 
+test('close() in the same turn as an attempt is handed over: the attempt is answered, not sent to a new thread', async () => {
+  const sink = await SmtpSink.start();
+  sinks.push(sink);
+  const agent = new WorkerAgent({ poolSize: 1, nice: 0, log });
+  await agent.ready();
+  const pending = agent.attempt(plan(sink.port, Buffer.from('Subject: c\r\n\r\nx\r\n')), noDns);
+  // Attempts of one turn are posted together at its end; stop before that post.
+  for (let i = 0; i < 1000 && agent.inflight === 0; i++) await Promise.resolve();
+  assert.equal(agent.inflight, 1, 'the attempt is handed over and waits for the turn to end');
+  const closing = agent.close();
+  const report = await pending;
+  assert.equal(report.recipients[0].outcome, 'temporary');
+  assert.match(report.recipients[0].error?.message ?? '', /shutting down/);
+  await closing;
+  assert.equal(agent.inflight, 0);
+  assert.equal(sink.transactions.length, 0, 'nothing was delivered after close()');
+});
+
 test('the hop window: one slow host does not hold up another, and a failing attempt frees its slot', async () => {
   const w = new HopWindow(2);
   const hop = (address: string): NextHop[] => [{ mx: '', host: '', preference: 0, addresses: [address], port: 25 }];
