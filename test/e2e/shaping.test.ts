@@ -97,8 +97,13 @@ export default function (ctx: PreDeliveryHook) {
   await waitUntil(() => slow.transactions.length === 12, 15_000, '12 deliveries to busy.test');
   assert.equal(slow.maxConcurrent, 2, 'the limit was reached and never exceeded');
   await waitUntil(() => spaced.transactions.length === 5, 15_000, '5 deliveries to spaced.test');
-  const gaps = spaced.sessionStarts.slice(1).map((s, i) => s - spaced.sessionStarts[i]);
-  assert.ok(gaps.every((g) => g >= 450), `connections at least 0.5 s apart: ${gaps.join(', ')} ms`);
+  // The interval spaces admissions; the sink sees them after the connect, which a loaded machine
+  // (CI runs two test files at once) delays by tens of ms, differently per connection.
+  const starts = spaced.sessionStarts;
+  const gaps = starts.slice(1).map((s, i) => s - starts[i]);
+  assert.ok(gaps.every((g) => g >= 400), `connections about 0.5 s apart: ${gaps.join(', ')} ms`);
+  const span = starts[starts.length - 1] - starts[0];
+  assert.ok(span >= 4 * 500 - 100, `5 connections span at least 4 intervals: ${span} ms`);
 });
 
 test('static suspend: stops its key only; a bad file is refused with every error and the old one kept; removing it resumes', async (t) => {
