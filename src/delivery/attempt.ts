@@ -23,6 +23,7 @@ import {
 } from './smtp-client';
 import type { DsnParams } from '../model/types';
 import { HopWindow } from './hop-window';
+import { merged } from '../util/objects';
 import { isAscii as isAsciiBuffer } from 'node:buffer';
 
 /** `attempt.error` with the DNS case added (the client never fails on DNS; we do first). */
@@ -137,7 +138,7 @@ export class DeliveryAgent {
     const skipped = result.failures.map(describeFailure);
     if (!result.ok) {
       const report = everyone(plan, { error: result.error, ...(result.result ? { result: result.result } : {}) }, seconds());
-      return { ...report, ...(result.connection ? { connection: result.connection } : {}), remotemx: result.connection?.remotemx ?? '', remoteip: result.connection?.remoteip ?? '', skipped };
+      return merged(report, { remotemx: result.connection?.remotemx ?? '', remoteip: result.connection?.remoteip ?? '', skipped, ...(result.connection ? { connection: result.connection } : {}) });
     }
     const recipients = result.transaction.recipients.map((r): RecipientReport => ({
       outcome: r.outcome,
@@ -183,7 +184,11 @@ export class DeliveryAgent {
     if (this.pool && p?.enabled !== false) {
       opts.pool = this.pool;
       if (p && (p.timeout !== undefined || p.transactions !== undefined || p.evictable !== undefined)) {
-        opts.poolPolicy = { ...(p.timeout !== undefined ? { timeout: p.timeout } : {}), ...(p.transactions !== undefined ? { transactions: p.transactions } : {}), ...(p.evictable !== undefined ? { evictable: p.evictable } : {}) };
+        const policy: NonNullable<DeliverOptions['poolPolicy']> = {};
+        if (p.timeout !== undefined) policy.timeout = p.timeout;
+        if (p.transactions !== undefined) policy.transactions = p.transactions;
+        if (p.evictable !== undefined) policy.evictable = p.evictable;
+        opts.poolPolicy = policy;
       }
     }
     const timeouts = clientTimeouts(plan.timeouts);
@@ -196,7 +201,7 @@ export class DeliveryAgent {
 export async function nextHopsOf(plan: AttemptPlan, resolver: NextHopResolver): Promise<{ hops: NextHop[] } | { error: AttemptFailure }> {
   let r;
   try {
-    const opts: NextHopOptions = { ...plan.nexthop, port: plan.port };
+    const opts: NextHopOptions = merged(plan.nexthop, { port: plan.port });
     r = plan.destination.kind === 'mx'
       ? await resolveNextHops(plan.destination.domain, resolver, opts)
       : await resolveServer(plan.destination.server, plan.port, resolver, opts);
@@ -213,7 +218,7 @@ function preferHop(hops: NextHop[], prefer: { remotemx: string; remoteip: string
   const at = hops.findIndex((h) => (h.mx || h.host) === prefer.remotemx && h.addresses.includes(prefer.remoteip));
   if (at < 0) return hops;
   const hop = hops[at];
-  const first: NextHop = { ...hop, addresses: [prefer.remoteip, ...hop.addresses.filter((a) => a !== prefer.remoteip)] };
+  const first: NextHop = merged(hop, { addresses: [prefer.remoteip, ...hop.addresses.filter((a) => a !== prefer.remoteip)] });
   return [first, ...hops.slice(0, at), ...hops.slice(at + 1)];
 }
 

@@ -15,6 +15,7 @@
  */
 import type { Capabilities, Transaction, TransactionRecipient } from './client-types';
 import type { Reply } from '../model/types';
+import { merged } from '../util/objects';
 
 // ---------------------------------------------------------------------------------------------
 // Capabilities
@@ -27,7 +28,7 @@ export const NO_CAPABILITIES: Capabilities = Object.freeze({
 
 /** The EHLO/LHLO reply's lines after the first are "keyword [params]" (RFC 5321 §4.1.1.1). */
 export function parseCapabilities(reply: Reply): Capabilities {
-  const caps: Capabilities = { ...NO_CAPABILITIES, esmtp: true, keywords: [] };
+  const caps: Capabilities = merged(NO_CAPABILITIES, { esmtp: true, keywords: [] as string[] });
   for (const line of reply.reason.slice(1)) {
     const [word, ...params] = line.trim().split(/\s+/);
     if (!word) continue;

@@ -50,6 +50,7 @@ import {
   type Transaction, type TransactionResult,
 } from './client-types';
 import type { Reply } from '../model/types';
+import { merged } from '../util/objects';
 
 /** RFC 5321 §4.5.3.2 time-outs (seconds); connect is Halon's `connect_timeout` default. */
 export const DEFAULT_TIMEOUTS: Required<Omit<ClientTimeouts, 'smtp'>> & { smtp: Record<SmtpState, number> } = Object.freeze({
@@ -146,7 +147,7 @@ export class SmtpConnection {
 
   /** Halon's `attempt.connection` (a copy). */
   get info(): ConnectionInfo {
-    return { ...this.facts, transactions: this.count, remotegreet: [...this.facts.remotegreet], tls: { ...this.facts.tls } };
+    return merged(this.facts, { transactions: this.count, remotegreet: [...this.facts.remotegreet], tls: { ...this.facts.tls } });
   }
 
   get capabilities(): Capabilities {
@@ -321,44 +322,44 @@ export class SmtpConnection {
 
   /** RFC 2920 §3.1: MAIL, every RCPT and DATA in one write; replies read in order. */
   private async pipelined(mail: string, rcpts: string[]): Promise<Envelope> {
-    const env: Envelope = { rcptReplies: [], stop: false };
+    const env = newEnvelope();
     const written = await this.io.write([mail, ...rcpts, 'DATA'].map((c) => `${c}\r\n`).join(''), 'MAIL', this.timeouts.smtp.MAIL);
     this.traceOut(mail, rcpts.length);
-    if (written) return { ...env, mailError: written, stop: true };
+    if (written) return stopped(env, 'mailError', written);
     const m = await this.readReply('MAIL');
-    if ('error' in m) return { ...env, mailError: m.error, stop: true };
+    if ('error' in m) return stopped(env, 'mailError', m.error);
     env.mailReply = m.reply;
-    if (this.broken) return { ...env, stop: true };
+    if (this.broken) return stopped(env);
     for (let i = 0; i < rcpts.length; i++) {
       const r = await this.readReply('RCPT');
-      if ('error' in r) return { ...env, rcptError: r.error, stop: true };
+      if ('error' in r) return stopped(env, 'rcptError', r.error);
       env.rcptReplies.push(r.reply);
-      if (this.broken) return { ...env, stop: true };
+      if (this.broken) return stopped(env);
     }
     const d = await this.readReply('DATA');
-    if ('error' in d) return { ...env, dataError: d.error, stop: true };
+    if ('error' in d) return stopped(env, 'dataError', d.error);
     env.dataReply = d.reply;
-    return { ...env, stop: this.broken };
+    return stopped(env, undefined, undefined, this.broken);
   }
 
   /** Without PIPELINING: one command, one reply. */
   private async lockstep(mail: string, rcpts: string[]): Promise<Envelope> {
-    const env: Envelope = { rcptReplies: [], stop: false };
+    const env = newEnvelope();
     const m = await this.command(mail, 'MAIL');
-    if ('error' in m) return { ...env, mailError: m.error, stop: true };
+    if ('error' in m) return stopped(env, 'mailError', m.error);
     env.mailReply = m.reply;
-    if (this.broken || !isPositive(m.reply)) return { ...env, stop: this.broken };
+    if (this.broken || !isPositive(m.reply)) return stopped(env, undefined, undefined, this.broken);
     for (const rcpt of rcpts) {
       const r = await this.command(rcpt, 'RCPT');
-      if ('error' in r) return { ...env, rcptError: r.error, stop: true };
+      if ('error' in r) return stopped(env, 'rcptError', r.error);
       env.rcptReplies.push(r.reply);
-      if (this.broken) return { ...env, stop: true };
+      if (this.broken) return stopped(env);
     }
     if (!env.rcptReplies.some(isPositive)) return env;
     const d = await this.command('DATA', 'DATA');
-    if ('error' in d) return { ...env, dataError: d.error, stop: true };
+    if ('error' in d) return stopped(env, 'dataError', d.error);
     env.dataReply = d.reply;
-    return { ...env, stop: this.broken };
+    return stopped(env, undefined, undefined, this.broken);
   }
 
   /**
@@ -503,21 +504,33 @@ export class SmtpConnection {
 // Helpers
 
 interface Envelope {
-  mailReply?: Reply;
-  mailError?: AttemptError;
+  mailReply: Reply | undefined;
+  mailError: AttemptError | undefined;
   rcptReplies: Reply[];
-  rcptError?: AttemptError;
-  dataReply?: Reply;
-  dataError?: AttemptError;
+  rcptError: AttemptError | undefined;
+  dataReply: Reply | undefined;
+  dataError: AttemptError | undefined;
   /** The session cannot go on (error or 421). */
   stop: boolean;
+}
+
+/** Every member present from the start: one hidden class for every envelope (util/objects.ts). */
+function newEnvelope(): Envelope {
+  return { mailReply: undefined, mailError: undefined, rcptReplies: [], rcptError: undefined, dataReply: undefined, dataError: undefined, stop: false };
+}
+
+/** End the envelope phase: record the failure (if any) and whether the session can go on. */
+function stopped(env: Envelope, what?: 'mailError' | 'rcptError' | 'dataError', error?: AttemptError, stop = true): Envelope {
+  if (what) env[what] = error;
+  env.stop = stop;
+  return env;
 }
 
 function settleTimeouts(t: ClientTimeouts | undefined): { connect: number; datablock: number; smtp: Record<SmtpState, number> } {
   return {
     connect: t?.connect ?? DEFAULT_TIMEOUTS.connect,
     datablock: t?.datablock ?? DEFAULT_TIMEOUTS.datablock,
-    smtp: { ...DEFAULT_TIMEOUTS.smtp, ...definedOnly(t?.smtp ?? {}) },
+    smtp: merged(DEFAULT_TIMEOUTS.smtp, definedOnly(t?.smtp ?? {})),
   };
 }
 
@@ -656,7 +669,7 @@ function everyone(tx: Transaction, error: AttemptError, dsn: boolean): Transacti
 }
 
 function finish(out: Array<RecipientOutcome | undefined>, tx: Transaction, dsn: boolean): TransactionResult {
-  const recipients = tx.recipients.map((r, i) => ({ ...(out[i] ?? refuse('', { temporary: true, type: 'protocol', message: 'no reply for this recipient' })), address: r.address }));
+  const recipients = tx.recipients.map((r, i) => merged(out[i] ?? refuse('', { temporary: true, type: 'protocol', message: 'no reply for this recipient' }), { address: r.address }));
   const shared = recipients.find((r) => r.error && r.error.type !== 'smtp')?.error;
   return { recipients, dsnRelayed: dsn, ...(shared ? { error: shared } : {}) };
 }

@@ -38,6 +38,7 @@ import type {
   AttemptError, AttemptResult, ClientTimeouts, ConnectOptions, ConnectionInfo, ReplyLimits, TlsSettings, Transaction, TransactionResult,
 } from './client-types';
 import type { NextHop } from './nexthop';
+import { merged } from '../util/objects';
 
 export interface SourceAddress {
   /** addresses[] id (Halon `localipid`). */
@@ -82,7 +83,7 @@ export type DeliverResult =
 const DEFAULT_MAX_ADDRESSES = 10;
 
 export async function deliver(hops: readonly NextHop[], tx: Transaction, opts: DeliverOptions = {}): Promise<DeliverResult> {
-  const once = { ...tx, body: memo(tx.body) };
+  const once = merged(tx, { body: memo(tx.body) });
   const failures: HopFailure[] = [];
   const max = opts.maxAddresses ?? DEFAULT_MAX_ADDRESSES;
   let tried = 0;

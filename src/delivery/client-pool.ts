@@ -18,6 +18,7 @@
  * Errors: none thrown.
  */
 import type { SmtpConnection } from './client-connection';
+import { merged } from '../util/objects';
 
 export interface PoolPolicy {
   /** Idle seconds before a session is closed. */
@@ -109,7 +110,7 @@ export class ConnectionPool {
 
   /** Keep a session after a transaction, or QUIT it. Returns true when kept. */
   release(conn: SmtpConnection, policy: Partial<PoolPolicy> = {}): boolean {
-    const p = { ...this.policy, ...policy };
+    const p = merged(this.policy, policy);
     if (this.idle.has(conn)) return true;
     if (!conn.usable || conn.transactions >= p.transactions || p.timeout <= 0 || this.max === 0) {
       void conn.quit();

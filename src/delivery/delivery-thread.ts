@@ -14,6 +14,7 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeliveryAgent, everyone, type AttemptReport } from './attempt';
 import type { FromThread, ThreadAttempt, ThreadData, ToThread } from './worker-agent';
+import { merged } from '../util/objects';
 
 const data = workerData as ThreadData;
 const agent = new DeliveryAgent({ poolSize: data.poolSize });
@@ -49,7 +50,7 @@ function report(id: number, r: AttemptReport): void {
 }
 
 function start(a: ThreadAttempt): void {
-  const plan = { ...a.plan, body: Buffer.from(a.plan.body.buffer, a.plan.body.byteOffset, a.plan.body.byteLength) };
+  const plan = merged(a.plan, { body: Buffer.from(a.plan.body.buffer, a.plan.body.byteOffset, a.plan.body.byteLength) });
   agent
     .deliverTo(a.hops, plan)
     .catch((err: unknown) => everyone(plan, { error: { temporary: true, type: 'network', message: (err as Error).message } }, 0))

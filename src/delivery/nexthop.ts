@@ -40,6 +40,7 @@ import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { compileMatch, type Matcher } from '../config/syntax';
 import { normalizeName, type DnsAnswer, type DnsError, type MxRecord } from './resolver';
+import { merged } from '../util/objects';
 
 /** What nexthop needs from a resolver (the Resolver class, or a stub in tests). */
 export interface NextHopResolver {
@@ -147,7 +148,7 @@ export async function resolveNextHops(domain: string, resolver: NextHopResolver,
  * is loopback without a query (RFC 6761 §6.3).
  */
 export async function resolveServer(server: string, port: number, resolver: NextHopResolver, opts: NextHopOptions = {}): Promise<NextHopResult> {
-  const o = settle({ ...opts, port });
+  const o = settle(merged(opts, { port }));
   const bare = server.startsWith('[') && server.endsWith(']') ? server.slice(1, -1) : server;
   if (isIP(bare)) return addressHop(bare, bare, o);
   const name = normalizeName(bare);
@@ -210,7 +211,7 @@ async function addressesFor(candidates: Candidate[], resolver: NextHopResolver, 
   const skipped: Array<{ host: string; message: string }> = [];
   for (const r of resolved) {
     const addresses = orderAddresses(r, o);
-    if (addresses.length > 0) hops.push({ ...r.candidate, addresses, port: o.port });
+    if (addresses.length > 0) hops.push(merged(r.candidate, { addresses, port: o.port }));
     else skipped.push({ host: r.candidate.host, message: describe(r) });
   }
   if (hops.length > 0) return { hops, skipped };

@@ -29,6 +29,7 @@
  */
 import { Resolver as NodeResolver } from 'node:dns/promises';
 import { domainToASCII } from 'node:url';
+import { merged } from '../util/objects';
 
 export type DnsErrorKind = 'nxdomain' | 'nodata' | 'other';
 
@@ -273,7 +274,7 @@ export class Resolver {
   /** Cache `answer` for its TTL (if cacheable) and return it with the TTL it was given. */
   private store(key: string, answer: DnsAnswer<unknown>): DnsAnswer<unknown> {
     const ttl = this.cacheTtl(answer);
-    const result = answer.ok ? { ...answer, ttl } : answer;
+    const result = answer.ok ? merged(answer, { ttl }) : answer;
     if (ttl <= 0 || this.opts.cacheSize === 0) return result;
     this.cache.delete(key);
     this.cache.set(key, { answer: result, expiresAt: this.opts.now() + ttl * 1000 });
@@ -339,7 +340,7 @@ export class Resolver {
 
 function remaining(entry: CacheEntry, now: number): DnsAnswer<unknown> {
   if (!entry.answer.ok) return entry.answer;
-  return { ...entry.answer, ttl: Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)) };
+  return merged(entry.answer, { ttl: Math.max(0, Math.ceil((entry.expiresAt - now) / 1000)) });
 }
 
 /** c-ares gives the root as ''; some servers' answers carry a trailing dot. */

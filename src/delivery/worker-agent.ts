@@ -23,6 +23,7 @@ import { everyone, nextHopsOf, type AttemptPlan, type AttemptReport } from './at
 import type { NextHop, NextHopResolver } from './nexthop';
 import type { PoolCounters } from './client-pool';
 import { HopWindow } from './hop-window';
+import { merged } from '../util/objects';
 
 export interface WorkerAgentOptions {
   poolSize: number;
@@ -102,7 +103,7 @@ export class WorkerAgent {
       // A clone of a view copies its whole ArrayBuffer (a pool slab, a segment read): copy the
       // body's bytes alone, once, and move that copy.
       const body = new Uint8Array(plan.body);
-      this.outbox.push({ id, plan: { ...plan, body: body as Buffer }, hops });
+      this.outbox.push({ id, plan: merged(plan, { body: body as Buffer }), hops });
       this.moving.push(body.buffer);
       if (this.outbox.length === 1) setImmediate(() => this.flush());
     });
@@ -195,7 +196,7 @@ export class WorkerAgent {
       const p = this.pending.get(id);
       if (!p) continue;
       this.pending.delete(id);
-      p.resolve({ ...report, duration: (now - p.started) / 1000 });
+      p.resolve(merged(report, { duration: (now - p.started) / 1000 }));
     }
   }
 

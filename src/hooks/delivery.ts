@@ -23,6 +23,7 @@ import { HookUsageError } from './replies';
 import type {
   DeliveryAction, DeliveryEndOptions, DeliveryQueueOptions, PostDeliveryHook, PreDeliveryHook, TryOptions,
 } from './types';
+import { merged } from '../util/objects';
 
 export type DeliveryHookName = 'predelivery' | 'postdelivery';
 
@@ -224,9 +225,9 @@ class DeliveryCall {
     };
     const act = (action: AnyAction) => (options?: unknown) => this.act(action, options);
     if (this.name === 'predelivery') {
-      return { ...base, Try: act('Try'), Queue: act('Queue'), Bounce: act('Bounce'), Delete: act('Delete') } as PreDeliveryHook;
+      return merged(base, { Try: act('Try'), Queue: act('Queue'), Bounce: act('Bounce'), Delete: act('Delete') }) as PreDeliveryHook;
     }
-    return { ...base, Queue: act('Queue'), Bounce: act('Bounce'), Delete: act('Delete'), Default: act('Default') } as PostDeliveryHook;
+    return merged(base, { Queue: act('Queue'), Bounce: act('Bounce'), Delete: act('Delete'), Default: act('Default') }) as PostDeliveryHook;
   }
 
   private act(action: AnyAction, options: unknown): DeliveryAction {
@@ -304,7 +305,7 @@ class DeliveryCall {
 
   private hookLog(message: string, fields?: Record<string, unknown>): void {
     const extra = fields !== null && typeof fields === 'object' ? fields : {};
-    this.log.info({ ...extra, ...this.attribution() }, String(message));
+    this.log.info(merged(extra, this.attribution()), String(message));
   }
 
   private attribution(): Record<string, unknown> {

@@ -26,6 +26,7 @@ import { EodMail } from './mail';
 import { loadDeliveryHooks, type DeliveryHooks } from './delivery';
 import { applyReplyCodes, HookUsageError, PHASE_REPLIES, reasonLines, type Enhanced, type PhaseReplies } from './replies';
 import type { HookAction, HookContextByPhase, Reason, RejectOptions } from './types';
+import { merged } from '../util/objects';
 
 export interface HookOutcome {
   action: 'Accept' | 'Reject' | 'Defer';
@@ -311,7 +312,7 @@ class HookCall {
   private hookLog(message: string, fields?: Record<string, unknown>): void {
     const extra = fields !== null && typeof fields === 'object' ? fields : {};
     // Attribution last, so a hook cannot pass itself off as another.
-    this.log.info({ ...extra, ...this.attribution() }, String(message));
+    this.log.info(merged(extra, this.attribution()), String(message));
   }
 
   private attribution(): Record<string, unknown> {

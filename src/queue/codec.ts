@@ -14,13 +14,14 @@
 import type { Json } from '../spool/types';
 import type { Address, DsnParams, QueueEntry, QueueState } from '../model/types';
 import { EMPTY_DSN, EMPTY_LIST, EMPTY_RECORD, intern } from './compact';
+import { merged } from '../util/objects';
 
 const STATES: ReadonlySet<string> = new Set(['ACTIVE', 'DEFER', 'HOLD', 'SENDING', 'UPDATE']);
 
 
 export function encodeEntry(e: QueueEntry): Json {
   const { id, ...rest } = e;
-  return { ...rest, queue: id.queue } as unknown as Json;
+  return merged(rest, { queue: id.queue }) as unknown as Json;
 }
 
 export function decodeEntry(transaction: string, queue: number, meta: Json): QueueEntry {

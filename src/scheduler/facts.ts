@@ -10,6 +10,7 @@ import type { QueueEntry } from '../model/types';
 import type { AttemptConnection, AttemptFailure as HookFailure, AttemptReply, DeliveryAttempt, DeliveryMessage } from '../hooks/types';
 import type { AttemptReport, RecipientReport } from '../delivery/attempt';
 import type { ConnectionInfo } from '../delivery/smtp-client';
+import { merged } from '../util/objects';
 
 export function deliveryMessage(e: QueueEntry): DeliveryMessage {
   return {
@@ -26,7 +27,7 @@ export function deliveryMessage(e: QueueEntry): DeliveryMessage {
     priority: e.priority,
     size: e.size,
     tags: [...e.tags],
-    dsn: { ...e.dsn, ...(e.dsn.notify ? { notify: [...e.dsn.notify] } : {}) },
+    dsn: e.dsn.notify ? merged(e.dsn, { notify: [...e.dsn.notify] }) : { ...e.dsn },
   };
 }
 

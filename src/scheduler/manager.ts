@@ -43,6 +43,7 @@ import { runGroup, type Admission, type Attempter, type RunContext, type RunLogg
 import { findTransport } from './plan';
 import { RouteCache, type Route } from './routing';
 import type { LogAction } from './facts';
+import { merged } from '../util/objects';
 
 export interface ManagerSnapshot {
   config: RunningConfig;
@@ -408,7 +409,7 @@ export class QueueManager {
     let until: number | undefined;
     const keys: string[] = [];
     for (const localip of localipCandidates(snap.config, head.transportid)) {
-      const facts: Facts = { ...base, localip };
+      const facts: Facts = merged(base, { localip });
       const v: Verdict = this.shaping.admit(facts, now);
       if (v.ok) {
         this.launch(head, dest, { facts, ticket: v.ticket, settings: this.shaping.deliverySettings(facts) }, snap);

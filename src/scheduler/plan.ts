@@ -29,6 +29,7 @@ import { clientTlsMode, type AttemptPlan, type TlsVersionName } from '../deliver
 import type { DeliverySettings } from '../config/queue-files';
 import type { Admission } from './run';
 import type { RetryPolicy } from '../queue/retry';
+import { merged } from '../util/objects';
 
 export interface ResolvedTransport {
   transport: TransportConfig;
@@ -81,7 +82,7 @@ export function buildPlan(input: PlanInput): PlanResult {
     recipients: input.entries.map((e, i) => ({ address: input.recipients[i], ...(hasRcptDsn(e) ? { dsn: e.dsn } : {}) })),
     body: input.body,
     helo: o.helo ?? input.hostname,
-    sources: o.helo !== undefined ? sources.list.map((s) => ({ ...s, helo: o.helo })) : sources.list,
+    sources: o.helo !== undefined ? sources.list.map((s) => merged(s, { helo: o.helo })) : sources.list,
     sourceRandom: o.sourceip_random ?? true,
     tls: clientTlsMode(o.tls ?? found.transport.session.tls.mode),
     protocol: o.protocol ?? found.transport.session.protocol,

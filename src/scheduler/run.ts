@@ -36,6 +36,7 @@ import { buildPlan, findTransport, retryPolicyOf } from './plan';
 import { defaultAction, dispose, queueDisposition, type AttemptKind, type ChosenAction, type DefaultAction, type Disposition } from './outcome';
 import { diagnosticOf, dsnTransaction, statusOf, type DsnFacts } from './bounce';
 import { deliveryMessage, deliveryRecord, hookAttempt, type LogAction } from './facts';
+import { merged } from '../util/objects';
 
 export interface RunLogger {
   info(fields: object, msg: string): void;
@@ -114,7 +115,7 @@ export async function runGroup(ctx: RunContext, entries: readonly QueueEntry[], 
         return;
       case 'Queue': {
         const policy = retryOf(ctx, item);
-        done.push({ ...item, disposition: queueDisposition(item.entry, checkTransport(ctx, item.entry, o.options), policy, ctx.now()), expired: false });
+        done.push(merged(item, { disposition: queueDisposition(item.entry, checkTransport(ctx, item.entry, o.options), policy, ctx.now()), expired: false }));
         return;
       }
       case 'Bounce':
@@ -153,7 +154,7 @@ async function skipped(ctx: RunContext, item: Item, kind: 'bounce' | 'delete', r
   const disposition = dispose(item.entry, def, chosen, policy, ctx.now());
   // Taking the default keeps predelivery's reason (for the log and the DSN).
   if (chosen.action === 'Default' && reason !== undefined && disposition.kind !== 'delivered') disposition.reason = reason;
-  const d: Decided = { ...item, disposition, expired: false };
+  const d: Decided = merged(item, { disposition, expired: false });
   const text = disposition.kind === 'bounce' ? disposition.reason ?? 'bounced by the predelivery hook' : '';
   if (disposition.kind === 'bounce') d.dsn = { action: 'failed', status: '5.0.0', diagnostic: { type: 'x-error', text } };
   return d;
@@ -213,7 +214,7 @@ async function decide(ctx: RunContext, item: Item, report: AttemptReport, r: Rec
   const dsnInfo = dsnInfoFor(def, r, expired);
   const chosen = await postdelivery(ctx, item, { def, expired, grouping: groupingFor(ctx, item, report.remotemx, report.remoteip), report, recipient: r, ...(dsnInfo ? { dsn: dsnInfo } : {}) });
   const disposition = dispose(e, def, chosen, policy, now);
-  const d: Decided = { ...item, disposition, report, recipient: r, expired };
+  const d: Decided = merged(item, { disposition, report, recipient: r, expired });
   // Only set when due: `delete` would turn every delivered entry's object into a slow dictionary.
   const dsn = dsnFor(disposition, r, expired, report, now, policy, e);
   if (dsn) d.dsn = dsn;
@@ -230,7 +231,7 @@ function dsnInfoFor(def: DefaultAction, r: RecipientReport, expired: boolean): D
 
 function dsnFor(d: Disposition, r: RecipientReport, expired: boolean, report: AttemptReport, now: number, policy: RetryPolicy, e: QueueEntry): Omit<DsnFacts, 'entry'> | undefined {
   const remote = report.remotemx || report.remoteip;
-  const common = { ...(remote ? { remoteMta: remote } : {}), lastAttempt: new Date(now) };
+  const common = { lastAttempt: new Date(now), ...(remote ? { remoteMta: remote } : {}) };
   if (d.kind === 'bounce') {
     const diagnostic = diagnosticOf(r, d.reason);
     return { action: 'failed', status: statusOf(r, 'failed', expired && r.outcome === 'temporary'), ...(diagnostic ? { diagnostic } : {}), ...common };
@@ -320,7 +321,10 @@ function retryOf(ctx: RunContext, item: Item): RetryPolicy {
   const base = retryPolicyOf(ctx.config, item.entry.transportid);
   const r = item.admission?.settings.retry;
   if (!r || (r.count === undefined && r.intervals === undefined)) return base;
-  return { ...base, ...(r.count !== undefined ? { count: r.count } : {}), ...(r.intervals !== undefined ? { intervals: r.intervals } : {}) };
+  const out: RetryPolicy = Object.assign({}, base);
+  if (r.count !== undefined) out.count = r.count;
+  if (r.intervals !== undefined) out.intervals = r.intervals;
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -427,7 +431,7 @@ async function write(ctx: RunContext, d: Decided, disposition: Disposition): Pro
         // The attempt's hop travels in the same spool write as the new state (no extra fsync).
         ...(d.report ? hopOf(ctx, d, d.report) : {}),
       };
-      await ctx.spool.update(e.id.transaction, e.id.queue, encodeEntry({ ...e, ...patch }) as Json);
+      await ctx.spool.update(e.id.transaction, e.id.queue, encodeEntry(merged(e, patch)) as Json);
       ctx.store.update(e, patch);
       return;
     }

@@ -23,6 +23,7 @@ import { encodeReply } from './codec';
 import { parseProxyHeader, type ProxyHeader } from './proxy';
 import { REPLIES, type SmtpReply } from './replies';
 import { Session, type PeerInfo, type ServerRuntime } from './session';
+import { merged } from '../util/objects';
 
 export type { ServerRuntime, PeerInfo } from './session';
 
@@ -242,7 +243,7 @@ export class SmtpServer {
 
 /** The client identity a PROXY header gives; LOCAL/UNKNOWN keep the real connection's. */
 function applyProxy(real: PeerInfo, h: ProxyHeader): PeerInfo {
-  if (h.command !== 'PROXY' || !h.source || !h.destination) return { ...real, proxyip: real.remoteip };
+  if (h.command !== 'PROXY' || !h.source || !h.destination) return merged(real, { proxyip: real.remoteip });
   return {
     remoteip: normalizeIp(h.source.address),
     remoteport: h.source.port,

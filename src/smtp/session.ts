@@ -35,6 +35,7 @@ import { REPLIES, reply, type SmtpReply } from './replies';
 import { decodeBase64Text, decodePlain, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE } from './sasl';
 import { buildReceived } from './trace';
 import { EntryCollector, Transaction } from './transaction';
+import { merged } from '../util/objects';
 
 /** What a connection needs from the running configuration; fetched once per new connection. */
 export interface ServerRuntime {
@@ -789,7 +790,7 @@ export class Session {
     return this.runHook('eod', {
       arguments: { mail, metadata: {} },
       connection: this.connection(),
-      transaction: { ...tx.info(), ts: ts / 1000 },
+      transaction: merged(tx.info(), { ts: ts / 1000 }),
       context: this.context,
     });
   }
