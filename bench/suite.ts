@@ -62,7 +62,7 @@ interface Sizes {
   fillTimeout: number;
 }
 
-const FULL: Sizes = { messages: 10_000, relayWarmup: 2_000, latencyMessages: 10_000, latencyWarmup: 1_000, idle: 10_000, httpRequests: 10_000, httpWarmup: 2_000, queued: 1_000_000, relayTimeout: 300, partTimeout: 180, fillTimeout: 1_200 };
+const FULL: Sizes = { messages: 10_000, relayWarmup: 20_000, latencyMessages: 10_000, latencyWarmup: 1_000, idle: 10_000, httpRequests: 10_000, httpWarmup: 2_000, queued: 1_000_000, relayTimeout: 300, partTimeout: 180, fillTimeout: 1_200 };
 const QUICK: Sizes = { messages: 1_000, relayWarmup: 200, latencyMessages: 1_000, latencyWarmup: 200, idle: 1_000, httpRequests: 1_000, httpWarmup: 200, queued: 20_000, relayTimeout: 60, partTimeout: 60, fillTimeout: 120 };
 
 const SESSIONS = 50;
