@@ -74,6 +74,12 @@ function encode(r: SmtpReply): string {
   return encodeReply(r.code, r.enhanced, r.lines);
 }
 
+/** The local address and port of a listener bound to one address. */
+interface LocalEnd {
+  ip: string;
+  port: number;
+}
+
 export class SmtpServer {
   private readonly bound: Bound[] = [];
   private readonly sessions = new Set<Session>();
@@ -98,7 +104,10 @@ export class SmtpServer {
   }
 
   private bind(listener: ListenerConfig): Promise<void> {
-    const server = net.createServer({ noDelay: true }, (sock) => this.onConnection(sock, listener));
+    // A listener bound to one address knows every connection's local end without asking the
+    // kernel (getsockname, once per connection); a wildcard listener still asks.
+    let local: LocalEnd | undefined;
+    const server = net.createServer({ noDelay: true }, (sock) => this.onConnection(sock, listener, local));
     const where = `${listener.address ?? '*'}:${listener.port}`;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -107,6 +116,8 @@ export class SmtpServer {
       server.once('error', onError);
       server.listen({ port: listener.port, host: listener.address, backlog: listener.backlog }, () => {
         server.removeListener('error', onError);
+        const a = server.address() as net.AddressInfo;
+        if (a.address !== '0.0.0.0' && a.address !== '::') local = { ip: normalizeIp(a.address), port: a.port };
         server.on('error', (err) => this.opts.log.error({ serverid: this.opts.startup.id, listener: where, err: err.message }, 'smtp listener error'));
         this.bound.push({ listener, server });
         resolve();
@@ -162,7 +173,7 @@ export class SmtpServer {
 
   // -------------------------------------------------------------------------------------------
 
-  private onConnection(sock: net.Socket, listener: ListenerConfig): void {
+  private onConnection(sock: net.Socket, listener: ListenerConfig, local: LocalEnd | undefined): void {
     sock.on('error', noop); // until a session owns the socket
     if (this.closing || !sock.remoteAddress) return void sock.destroy();
     const rt = this.opts.runtime();
@@ -173,8 +184,8 @@ export class SmtpServer {
     const peer: PeerInfo = {
       remoteip: normalizeIp(sock.remoteAddress),
       remoteport: sock.remotePort ?? 0,
-      localip: normalizeIp(sock.localAddress ?? ''),
-      localport: sock.localPort ?? 0,
+      localip: local ? local.ip : normalizeIp(sock.localAddress ?? ''),
+      localport: local ? local.port : (sock.localPort ?? 0),
     };
     if (this.proxyList && allowed(this.proxyList, peer.remoteip)) return this.readProxy(sock, rt, implicitTls, peer);
     this.startSession(sock, rt, implicitTls, peer);

@@ -106,11 +106,11 @@ test('a hook that runs past scripting.timeout defers', async (t) => {
 test('connect hook rejects a client; helo hook removes an extension', async (t) => {
   const phases = {
     connect: `import type { ConnectHook } from 'halyard';
-export default function ({ arguments: a, Reject, context }: ConnectHook) { context.seen = a.remoteip; }`,
+export default function ({ arguments: a, Reject, context }: ConnectHook) { context.seen = a.remoteip; context.local = \`\${a.localip}:\${a.localport}\`; }`,
     helo: `import type { HeloHook } from 'halyard';
 export default function ({ arguments: a, Accept, Reject, context }: HeloHook) {
   if (a.host === 'bad.example') return Reject('Go away', { disconnect: true });
-  Accept({ extensions: a.extensions.filter((e) => !e.startsWith('CHUNKING')).concat(context.seen === '127.0.0.1' ? ['X-SEEN'] : []) });
+  Accept({ extensions: a.extensions.filter((e) => !e.startsWith('CHUNKING')).concat(context.seen === '127.0.0.1' ? ['X-SEEN', \`X-LOCAL \${context.local}\`] : []) });
 }`,
   };
   const cfg = writeConfig({ app: hooksApp(phases), files: files(phases) });
@@ -121,6 +121,7 @@ export default function ({ arguments: a, Accept, Reject, context }: HeloHook) {
   const ehlo = await c.cmd('EHLO good.example');
   assert.doesNotMatch(ehlo, /CHUNKING/);
   assert.match(ehlo, /X-SEEN/, 'connection-bound context is shared between hooks');
+  assert.match(ehlo, new RegExp(`X-LOCAL 127\\.0\\.0\\.1:${d.port}(\\r?\\n|$)`), 'the hook sees the listener\'s address and port as the local end');
   c.close();
   const c2 = await RawSmtp.connect(d.port);
   await c2.reply();
