@@ -12,11 +12,12 @@
  * each part starts its own daemon on a fresh spool and is bounded in time):
  *  - relay:   smtp-source → Halyard → smtp-sink with ../shared/bench/relay-bench.sh: ingest
  *             msg/s (until every 250) and end to end msg/s (until the spool is empty), after
- *             an unmeasured warm-up pass of the same kind (2,000 messages, queue empty again).
+ *             an unmeasured warm-up pass of the same kind (20,000 messages, queue empty again).
  *  - postfix: the same against Postfix 3.7 (../shared/bench/peer-postfix.sh), same run, same
  *             warm-up.
  *  - latency: bench/eod-latency.ts paced at half of Halyard's ingest rate from `relay`
- *             (or of a full-speed eod-latency pass when `relay` did not run): p99 EOD → 250.
+ *             (or of a full-speed eod-latency pass when `relay` did not run): p99 EOD → 250,
+ *             after the relay part's warm-up pass and 1,000 paced messages, not counted.
  *  - idle:    bench/idle-connections.ts holds 10,000 sessions (greeting + EHLO) open; the
  *             daemon's RSS from /proc.
  *  - http:    bench/http-submission.ts with bench/config-http/ (keep-alive, 50 connections),
@@ -492,7 +493,10 @@ async function partLatency(ctx: Ctx): Promise<void> {
       source = 'a full-speed eod-latency pass';
     }
     const rate = Math.max(1, Math.round(max / 2));
-    await eodLatency(ctx, ctx.s.latencyWarmup, rate); // warm-up: JIT and pools, not counted
+    // The same warm-up pass as the relay part (B13), then a short paced one at the measured
+    // rate: a running daemon at that load, not its first seconds (B3).
+    await warmUp(ctx, PORTS.smtp, HALYARD_EMPTY);
+    await eodLatency(ctx, ctx.s.latencyWarmup, rate);
     const f = await eodLatency(ctx, ctx.s.latencyMessages, rate);
     const p99 = Number(f.p99_ms);
     setRow(ctx, 'latency', {
