@@ -3,7 +3,7 @@
 # Steps: raise the soft open-files limit (10,000 idle connections need more than 10,000 file
 # descriptors in the daemon), install the peers when missing (Postfix 3.7, whose package brings
 # smtp-source and smtp-sink, and bc: as root only), build, run dist/bench/suite.js.
-# Usage (from anywhere): bash bench/run.sh [--quick] [--only relay,postfix,latency,idle,http,queued,receive]
+# Usage (from anywhere): bash bench/run.sh [--quick] [--only ceiling,relay,postfix,latency,idle,http,queued,receive]
 #                                          [--profile <dir>] [--work <dir>] [--shared <dir>]
 # Needs: node 20, npm install done; root for Postfix (peer-postfix.sh writes /etc/postfix).
 set -euo pipefail

@@ -5,11 +5,13 @@
  *
  *   npm run bench                       # bench/run.sh: build, peers, ulimit -n, then this
  *   npm run bench -- --quick            # small counts: a smoke test, not a measurement
- *   node dist/bench/suite.js [--quick] [--only relay,postfix,latency,idle,http,queued,receive]
+ *   node dist/bench/suite.js [--quick] [--only ceiling,relay,postfix,latency,idle,http,queued,receive]
  *                            [--profile <dir>] [--work /tmp/halyard-suite] [--shared ../shared]
  *
  * Parts (5 KB messages, 50 sessions, a new connection per message, fsync on, loopback only;
  * each part starts its own daemon on a fresh spool and is bounded in time):
+ *  - ceiling: smtp-source straight into smtp-sink, no MTA: how fast the harness itself is in
+ *             this run (an information row; the VM's speed moves by minutes).
  *  - relay:   smtp-source → Halyard → smtp-sink with ../shared/bench/relay-bench.sh: ingest
  *             msg/s (until every 250) and end to end msg/s (until the spool is empty), after
  *             an unmeasured warm-up pass of the same kind (20,000 messages, queue empty again).
@@ -44,8 +46,8 @@ import { holdIdle, peakRssMiB, rssMiB } from './idle-connections';
 // ---------------------------------------------------------------------------------------------
 // Options and sizes
 
-type PartName = 'relay' | 'postfix' | 'latency' | 'idle' | 'http' | 'queued' | 'receive';
-const ALL_PARTS: PartName[] = ['relay', 'postfix', 'latency', 'idle', 'http', 'queued', 'receive'];
+type PartName = 'ceiling' | 'relay' | 'postfix' | 'latency' | 'idle' | 'http' | 'queued' | 'receive';
+const ALL_PARTS: PartName[] = ['ceiling', 'relay', 'postfix', 'latency', 'idle', 'http', 'queued', 'receive'];
 
 interface Sizes {
   messages: number;
@@ -358,7 +360,7 @@ interface Ctx {
   root: boolean;
 }
 
-type FigId = 'ingest' | 'e2e' | 'latency' | 'idle' | 'queuedMem' | 'queuedReady' | 'http' | 'receive';
+type FigId = 'ingest' | 'e2e' | 'latency' | 'idle' | 'queuedMem' | 'queuedReady' | 'http' | 'receive' | 'ceiling';
 
 /** The table's rows in order: label (with this run's counts) and target. */
 function initialRows(s: Sizes): Map<FigId, Row> {
@@ -376,9 +378,15 @@ function initialRows(s: Sizes): Map<FigId, Row> {
 }
 
 function setRow(ctx: Ctx, id: FigId, patch: Partial<Row>): void {
-  const base = ctx.rows.get(id) ?? { figure: id === 'receive' ? 'Ingest with delivery suspended (info), msg/s' : id, target: '–', halyard: '–', postfix: '–', ratio: '–', result: 'not run' as Result, detail: '' };
+  const base = ctx.rows.get(id) ?? { figure: INFO_ROWS[id] ?? id, target: '–', halyard: '–', postfix: '–', ratio: '–', result: 'not run' as Result, detail: '' };
   ctx.rows.set(id, { ...base, ...patch });
 }
+
+/** Information rows: shown only when their part ran. */
+const INFO_ROWS: Partial<Record<FigId, string>> = {
+  receive: 'Ingest with delivery suspended (info), msg/s',
+  ceiling: 'smtp-source straight into smtp-sink, no MTA (info), msg/s',
+};
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '–');
 const verdict = (ok: boolean): Result => (ok ? 'PASS' : 'FAIL');
@@ -616,7 +624,19 @@ async function partReceive(ctx: Ctx): Promise<void> {
   }
 }
 
+/**
+ * The harness alone, just before the MTAs: smtp-source into smtp-sink with the same counts. On
+ * this shared VM the machine's speed moves by minutes; this row says how fast it was in this
+ * run (../shared/bench/README.md quotes 3,640 msg/s for its reference machine).
+ */
+async function partCeiling(ctx: Ctx): Promise<void> {
+  if (!ctx.haveSmtpSource) throw new Error('smtp-source is missing');
+  const f = await relayBench(ctx, PORTS.sink, '');
+  setRow(ctx, 'ceiling', { target: '–', halyard: fmt(f.ingest), result: 'info', detail: `the same smtp-source pass (${ctx.s.messages} messages) against smtp-sink on ${PORTS.sink}, no MTA: the harness's own limit on this machine in this run` });
+}
+
 const PARTS: Record<PartName, (ctx: Ctx) => Promise<void>> = {
+  ceiling: partCeiling,
   relay: partRelay,
   postfix: partPostfix,
   latency: partLatency,
@@ -627,6 +647,7 @@ const PARTS: Record<PartName, (ctx: Ctx) => Promise<void>> = {
 };
 
 const PART_ROWS: Record<PartName, FigId[]> = {
+  ceiling: ['ceiling'],
   relay: ['ingest', 'e2e'],
   postfix: ['ingest', 'e2e'],
   latency: ['latency'],
