@@ -13,7 +13,8 @@
  * - A session is handed out at most once: acquire removes it from the pool.
  * - Idle sessions are checked on the way out (still open, no unsolicited reply such as a 421
  *   idle time-out, not past its idle time); a session closed by the peer leaves the pool at
- *   once. Idle timers are unref'd, so the pool never keeps the process alive.
+ *   once. One timer, due at the earliest idle deadline, QUITs the expired ones; it is unref'd,
+ *   so the pool never keeps the process alive.
  * - A session that has reached its transaction limit or is unusable is QUIT instead of kept.
  * Errors: none thrown.
  */
@@ -51,7 +52,6 @@ interface Idle {
   conn: SmtpConnection;
   evictable: boolean;
   deadline: number;
-  timer: NodeJS.Timeout;
   unsubscribe: () => void;
 }
 
@@ -66,6 +66,13 @@ export class ConnectionPool {
    */
   private readonly byKey = new Map<string, Idle[]>();
   private readonly counters = { hits: 0, misses: 0, expires: 0, evicts: 0 };
+  /**
+   * One timer for the whole pool, due at the earliest idle deadline, instead of a timer per
+   * idle session: sessions usually leave long before their deadline, and arming and clearing a
+   * timer on every release and take was a visible part of each attempt.
+   */
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepAt = Number.POSITIVE_INFINITY;
 
   constructor(opts: PoolOptions = {}) {
     this.policy = {
@@ -120,15 +127,9 @@ export class ConnectionPool {
       void conn.quit();
       return false;
     }
-    const entry: Idle = {
-      conn,
-      evictable: p.evictable,
-      deadline: Date.now() + p.timeout * 1000,
-      timer: setTimeout(() => this.drop(entry, 'expires'), p.timeout * 1000),
-      unsubscribe: () => undefined,
-    };
-    entry.timer.unref();
+    const entry: Idle = { conn, evictable: p.evictable, deadline: Date.now() + p.timeout * 1000, unsubscribe: () => undefined };
     this.idle.set(conn, entry);
+    this.sweepBy(entry.deadline);
     let list = this.byKey.get(conn.key);
     if (!list) this.byKey.set(conn.key, (list = []));
     list.push(entry);
@@ -139,9 +140,34 @@ export class ConnectionPool {
 
   /** QUIT every idle session. */
   async close(): Promise<void> {
+    clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.sweepAt = Number.POSITIVE_INFINITY;
     const all = [...this.idle.values()];
     for (const e of all) this.take(e);
     await Promise.all(all.map((e) => e.conn.quit()));
+  }
+
+  /** Make sure the sweep runs no later than `deadline`. */
+  private sweepBy(deadline: number): void {
+    if (deadline >= this.sweepAt) return;
+    clearTimeout(this.sweepTimer);
+    this.sweepAt = deadline;
+    this.sweepTimer = setTimeout(() => this.sweep(), Math.max(0, deadline - Date.now()));
+    this.sweepTimer.unref();
+  }
+
+  /** QUIT the sessions past their idle time; come back at the next deadline. */
+  private sweep(): void {
+    this.sweepTimer = undefined;
+    this.sweepAt = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const entry of [...this.idle.values()]) {
+      if (entry.deadline <= now) this.drop(entry, 'expires');
+      else if (entry.deadline < next) next = entry.deadline;
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.sweepBy(next);
   }
 
   private evictOne(): boolean {
@@ -161,7 +187,6 @@ export class ConnectionPool {
   }
 
   private take(entry: Idle): void {
-    clearTimeout(entry.timer);
     entry.unsubscribe();
     this.idle.delete(entry.conn);
     const list = this.byKey.get(entry.conn.key);

@@ -225,6 +225,20 @@ test('pool: idle connections expire after the timeout and are QUIT', async () =>
   assert.equal(s.sessions, 2);
 });
 
+test('pool: each idle session expires on its own idle time, whatever order they came back in', async () => {
+  const a = await sink();
+  const b = await sink();
+  const p = pool();
+  await deliver([hop('a.test', a.port)], tx(), { helo: 'client.test', pool: p, poolPolicy: { timeout: 5 } });
+  await deliver([hop('b.test', b.port)], tx(), { helo: 'client.test', pool: p, poolPolicy: { timeout: 0.1 } });
+  await eventually(() => p.stats().expires === 1, 'the session with the short idle time expired');
+  assert.equal(p.size, 1, 'the other session is still idle');
+  await eventually(() => b.lines('QUIT').length === 1, 'the expired connection was QUIT');
+  assert.equal(a.lines('QUIT').length, 0, 'the session with the long idle time was left alone');
+  await deliver([hop('a.test', a.port)], tx(), { helo: 'client.test', pool: p });
+  assert.equal(a.sessions, 1, 'and it is reused');
+});
+
 test('pool: full pool evicts the least recently used connection', async () => {
   const a = await sink();
   const b = await sink();
