@@ -39,6 +39,20 @@ function write(cfg: ConfigSet, name: string, text: string): void {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Deliveries per second: the least-squares slope of delivery number over time (seconds). */
+function slope(xs: number[]): number {
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = (n - 1) / 2;
+  let sxy = 0;
+  let sxx = 0;
+  xs.forEach((x, i) => {
+    sxy += (x - mx) * (i - my);
+    sxx += (x - mx) ** 2;
+  });
+  return sxy / sxx;
+}
+
 test('rate 10/s per recipient domain holds within ±2 % over 20 s while another domain flows freely', async (t) => {
   const sink = await SmtpSink.start();
   t.after(() => sink.close());
@@ -52,20 +66,24 @@ test('rate 10/s per recipient domain holds within ±2 % over 20 s while another 
   });
   const d = await startDaemon(cfg);
   t.after(() => d.stop());
-  await sendMany(d.port, 'slow.test', 240, 20);
+  await sendMany(d.port, 'slow.test', 280, 20);
+  const queuedAt = Date.now();
   await sendMany(d.port, 'free.test', 100, 20);
   // The free domain is not held behind the throttled one.
   await waitUntil(() => to(sink, 'free.test').length === 100, 10_000, 'free.test delivered');
   assert.ok(to(sink, 'slow.test').length < 120, `slow.test is throttled while free.test flows (${to(sink, 'slow.test').length} delivered)`);
-  await waitUntil(() => to(sink, 'slow.test').length >= 230, 40_000, '230 deliveries to slow.test');
-  // The bucket's first 10 tokens go at once; the rate is measured after that burst.
-  const times = to(sink, 'slow.test').map((x) => x.at).sort((a, b) => a - b);
-  const from = 10;
-  const last = times.length - 1;
-  const seconds = (times[last] - times[from]) / 1000;
-  const rate = (last - from) / seconds;
+  await waitUntil(() => to(sink, 'slow.test').length === 280, 50_000, 'every message to slow.test delivered');
+  // A token bucket lets through at once whatever it saved (at most 10) while the queue was
+  // empty, and on a loaded machine (CI runs two test files at once) receiving 280 messages can
+  // be slower than 10/s at first. From `queuedAt` every message is queued, the savings go at
+  // once, and from a second later deliveries follow the refill rate alone. The rate is the
+  // least-squares slope of deliveries over time, so one delivery the sink sees late (after its
+  // connect and transaction) does not stretch or shrink the whole window.
+  const times = to(sink, 'slow.test').map((x) => x.at).sort((a, b) => a - b).filter((at) => at >= queuedAt + 1000);
+  const seconds = (times[times.length - 1] - times[0]) / 1000;
+  const rate = slope(times.map((at) => (at - times[0]) / 1000));
   assert.ok(seconds >= 20, `measured over ${seconds.toFixed(1)} s`);
-  assert.ok(rate >= 9.8 && rate <= 10.2, `rate ${rate.toFixed(3)}/s is within 10/s ±2 %`);
+  assert.ok(rate >= 9.8 && rate <= 10.2, `rate ${rate.toFixed(3)}/s is within 10/s ±2 % (end to end ${((times.length - 1) / seconds).toFixed(3)}/s)`);
 });
 
 test('concurrency: never more sessions at once than the limit; connectinterval spaces the connections', async (t) => {
