@@ -19,7 +19,6 @@
  * Errors: none thrown.
  */
 import type { SmtpConnection } from './client-connection';
-import { merged } from '../util/objects';
 
 export interface PoolPolicy {
   /** Idle seconds before a session is closed. */
@@ -117,9 +116,9 @@ export class ConnectionPool {
 
   /** Keep a session after a transaction, or QUIT it. Returns true when kept. */
   release(conn: SmtpConnection, policy: Partial<PoolPolicy> = {}): boolean {
-    const p = merged(this.policy, policy);
+    const timeout = policy.timeout ?? this.policy.timeout;
     if (this.idle.has(conn)) return true;
-    if (!conn.usable || conn.transactions >= p.transactions || p.timeout <= 0 || this.max === 0) {
+    if (!conn.usable || conn.transactions >= (policy.transactions ?? this.policy.transactions) || timeout <= 0 || this.max === 0) {
       void conn.quit();
       return false;
     }
@@ -127,7 +126,7 @@ export class ConnectionPool {
       void conn.quit();
       return false;
     }
-    const entry: Idle = { conn, evictable: p.evictable, deadline: Date.now() + p.timeout * 1000, unsubscribe: () => undefined };
+    const entry: Idle = { conn, evictable: policy.evictable ?? this.policy.evictable, deadline: Date.now() + timeout * 1000, unsubscribe: () => undefined };
     this.idle.set(conn, entry);
     this.sweepBy(entry.deadline);
     let list = this.byKey.get(conn.key);

@@ -14,7 +14,6 @@ import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { DeliveryAgent, everyone, type AttemptReport } from './attempt';
 import type { FromThread, ThreadAttempt, ThreadData, ToThread } from './worker-agent';
-import { merged } from '../util/objects';
 
 const data = workerData as ThreadData;
 const agent = new DeliveryAgent({ poolSize: data.poolSize });
@@ -50,7 +49,9 @@ function report(id: number, r: AttemptReport): void {
 }
 
 function start(a: ThreadAttempt): void {
-  const plan = merged(a.plan, { body: Buffer.from(a.plan.body.buffer, a.plan.body.byteOffset, a.plan.body.byteLength) });
+  // The plan is this thread's own copy (structured clone): make its body a Buffer view in place.
+  const plan = a.plan;
+  plan.body = Buffer.from(plan.body.buffer, plan.body.byteOffset, plan.body.byteLength);
   agent
     .deliverTo(a.hops, plan)
     .catch((err: unknown) => everyone(plan, { error: { temporary: true, type: 'network', message: (err as Error).message } }, 0))
