@@ -460,14 +460,16 @@ export class Journal implements Spool {
   }
 
   /**
-   * The single writer. It starts on setImmediate so that every record submitted during the
-   * current event-loop turn joins the first batch; after that, whatever arrived while a batch
-   * was being written and synced is the next batch. No timer, no added latency under load.
+   * The single writer. Each batch starts on setImmediate, in the check phase of the event loop:
+   * every record submitted during the current turn (by the I/O callbacks that just ran, the
+   * write's own completion among them) joins it. Starting the next write straight from the
+   * previous one's completion would leave out the records that the rest of that turn's
+   * callbacks are about to submit (docs/decisions.md B15). No timer, no added latency.
    */
   private async drain(): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.queue.length > 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
         const batch = this.queue;
         this.queue = [];
         await this.writeBatch(batch);
