@@ -28,6 +28,10 @@
  *             it with every entry suspended: spawn → /ready 200 time, RSS once ready.
  *  - receive: ingest with every entry suspended, nothing delivered — the SMTP receive path
  *             alone (an information row: where the ingest figure's CPU goes).
+ * The smtp-source figures (ceiling, relay, postfix, receive) are the median of 3 measured passes
+ * (10,000 messages each) on the same warm MTA, and the restart time the median of 3 starts on
+ * the same spool (its memory the largest of them): on this shared VM a single pass says which
+ * minute it ran in (B16). Every pass is listed in the details.
  * The relay and receive rows also give the daemon's CPU time per message (from /proc): on a
  * shared machine it moves much less than the rates do.
  * Outputs: the table on stdout (Markdown, so it can be pasted into BENCHMARKS.md), the
@@ -59,14 +63,19 @@ interface Sizes {
   httpRequests: number;
   httpWarmup: number;
   queued: number;
+  /**
+   * Measured passes of each smtp-source figure (ceiling, relay, Postfix, receive) and starts on
+   * the 1,000,000-entry spool; the table gives the median (B16).
+   */
+  passes: number;
   /** Seconds each part may take before it is stopped. */
   relayTimeout: number;
   partTimeout: number;
   fillTimeout: number;
 }
 
-const FULL: Sizes = { messages: 10_000, relayWarmup: 20_000, latencyMessages: 10_000, latencyWarmup: 1_000, idle: 10_000, httpRequests: 10_000, httpWarmup: 2_000, queued: 1_000_000, relayTimeout: 300, partTimeout: 180, fillTimeout: 1_200 };
-const QUICK: Sizes = { messages: 1_000, relayWarmup: 200, latencyMessages: 1_000, latencyWarmup: 200, idle: 1_000, httpRequests: 1_000, httpWarmup: 200, queued: 20_000, relayTimeout: 60, partTimeout: 60, fillTimeout: 120 };
+const FULL: Sizes = { messages: 10_000, relayWarmup: 20_000, latencyMessages: 10_000, latencyWarmup: 1_000, idle: 10_000, httpRequests: 10_000, httpWarmup: 2_000, queued: 1_000_000, passes: 3, relayTimeout: 300, partTimeout: 180, fillTimeout: 1_200 };
+const QUICK: Sizes = { messages: 1_000, relayWarmup: 200, latencyMessages: 1_000, latencyWarmup: 200, idle: 1_000, httpRequests: 1_000, httpWarmup: 200, queued: 20_000, passes: 1, relayTimeout: 60, partTimeout: 60, fillTimeout: 120 };
 
 const SESSIONS = 50;
 const SIZE = 5120;
@@ -356,6 +365,10 @@ interface Ctx {
   halyardE2e?: number;
   postfixIngest?: number;
   postfixE2e?: number;
+  postfixPasses?: Passes;
+  /** The relay part's notes for the ingest and end-to-end rows (Postfix's passes are added). */
+  ingestNote?: string;
+  e2eNote?: string;
   haveSmtpSource: boolean;
   root: boolean;
 }
@@ -425,6 +438,39 @@ function warmNote(ctx: Ctx): string {
   return `after a ${ctx.s.relayWarmup.toLocaleString('en-US')}-message warm-up pass, not counted`;
 }
 
+/** The middle value (the mean of the two middle ones for an even count); NaN for none. */
+function median(xs: number[]): number {
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+interface Passes { ingest: number; e2e: number; ingests: number[]; e2es: number[] }
+
+/**
+ * `ctx.s.passes` measured smtp-source passes, one after the other on the same (warm) MTA, and
+ * their medians: on this shared VM one pass measures the minute it ran in as much as the MTA
+ * (B16). The passes are listed in the table's detail.
+ */
+async function relayPasses(ctx: Ctx, port: number, queueEmpty: string): Promise<Passes> {
+  const ingests: number[] = [];
+  const e2es: number[] = [];
+  for (let i = 0; i < ctx.s.passes; i++) {
+    const f = await relayBench(ctx, port, queueEmpty);
+    ingests.push(f.ingest);
+    e2es.push(f.e2e);
+  }
+  return { ingest: median(ingests), e2e: median(e2es), ingests, e2es };
+}
+
+/** "median of 3 passes: 1,890 / 1,640 / 1,720" (or nothing for a single pass). */
+function passNote(xs: number[], digits = 0): string {
+  return xs.length > 1 ? `median of ${xs.length} passes: ${xs.map((x) => fmt(x, digits)).join(' / ')}` : '';
+}
+
+const joinNotes = (...notes: string[]): string => notes.filter((n) => n.length > 0).join('; ');
+
 const POSTFIX_EMPTY = 'mailq | grep -q "Mail queue is empty"';
 const HALYARD_EMPTY = `curl -s http://127.0.0.1:${PORTS.monitor}/metrics | grep -qx 'halon_spool_transactions 0'`;
 
@@ -434,12 +480,14 @@ async function partRelay(ctx: Ctx): Promise<void> {
   try {
     await warmUp(ctx, PORTS.smtp, HALYARD_EMPTY);
     const cpu0 = cpuSeconds(d.pid);
-    const f = await relayBench(ctx, PORTS.smtp, HALYARD_EMPTY);
-    const cpu = cpuNote(cpu0, cpuSeconds(d.pid), ctx.s.messages);
+    const f = await relayPasses(ctx, PORTS.smtp, HALYARD_EMPTY);
+    const cpu = cpuNote(cpu0, cpuSeconds(d.pid), ctx.s.messages * ctx.s.passes);
     ctx.halyardIngest = f.ingest;
     ctx.halyardE2e = f.e2e;
-    setRow(ctx, 'ingest', { halyard: fmt(f.ingest), detail: `smtp-source, ${ctx.s.messages} messages ${warmNote(ctx)} (Postfix likewise); Halyard delivers to smtp-sink while receiving; ${await fsyncNote()}` });
-    setRow(ctx, 'e2e', { halyard: fmt(f.e2e), detail: `first submission → spool empty (halon_spool_transactions 0); ${cpu}, receiving and delivering` });
+    ctx.ingestNote = joinNotes(`smtp-source, ${ctx.s.messages} messages per pass ${warmNote(ctx)} (Postfix likewise); Halyard delivers to smtp-sink while receiving`, passNote(f.ingests), await fsyncNote());
+    ctx.e2eNote = joinNotes('first submission → spool empty (halon_spool_transactions 0)', passNote(f.e2es), `${cpu}, receiving and delivering`);
+    setRow(ctx, 'ingest', { halyard: fmt(f.ingest) });
+    setRow(ctx, 'e2e', { halyard: fmt(f.e2e) });
   } finally {
     await d.stop();
   }
@@ -455,9 +503,10 @@ async function partPostfix(ctx: Ctx): Promise<void> {
   try {
     if (!sh('mailq | grep -q "Mail queue is empty"').ok) process.stderr.write('note: Postfix\'s queue was not empty before its run\n');
     await warmUp(ctx, PORTS.postfix, POSTFIX_EMPTY);
-    const f = await relayBench(ctx, PORTS.postfix, POSTFIX_EMPTY);
+    const f = await relayPasses(ctx, PORTS.postfix, POSTFIX_EMPTY);
     ctx.postfixIngest = f.ingest;
     ctx.postfixE2e = f.e2e;
+    ctx.postfixPasses = f;
     setRow(ctx, 'ingest', { postfix: fmt(f.ingest) });
     setRow(ctx, 'e2e', { postfix: fmt(f.e2e) });
   } finally {
@@ -477,6 +526,9 @@ function compare(ctx: Ctx): void {
     const ratio = h / p;
     setRow(ctx, fig, { ratio: `${fmt(ratio, 1)}×`, result: verdict(h >= min && ratio >= times) });
   };
+  const postfix = (xs: number[] | undefined): string => (xs && xs.length > 1 ? `Postfix ${passNote(xs)}` : '');
+  if (ctx.ingestNote !== undefined) setRow(ctx, 'ingest', { detail: joinNotes(ctx.ingestNote, postfix(ctx.postfixPasses?.ingests)) });
+  if (ctx.e2eNote !== undefined) setRow(ctx, 'e2e', { detail: joinNotes(ctx.e2eNote, postfix(ctx.postfixPasses?.e2es)) });
   one('ingest', ctx.halyardIngest, ctx.postfixIngest, 2000, 3);
   one('e2e', ctx.halyardE2e, ctx.postfixE2e, 1000, 2);
 }
@@ -592,22 +644,34 @@ async function partQueued(ctx: Ctx): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const filled = await run(process.execPath, [fill, spool, String(ctx.s.queued)], { timeoutS: ctx.s.fillTimeout });
   if (filled.timedOut || filled.code !== 0) throw new Error(`spool-fill ${filled.timedOut ? 'timed out' : `exited ${filled.code}`}: ${filled.stderr.trim().slice(0, 300)}`);
-  const d = new Daemon(writeConfig(dir, { name: 'queued', spool, suspend: true }), ctx.o, 'queued');
-  d.start();
+  const config = writeConfig(dir, { name: 'queued', spool, suspend: true });
+  // Several starts on the same spool, one after the other (B16): the time is the median, the
+  // memory the largest, and every start must load every entry.
+  const starts: { readyMs: number; rss: number; peak: number; loaded: number }[] = [];
   try {
-    const readyMs = await d.ready(ctx.s.partTimeout);
-    await sleep(1000);
-    const rss = rssMiB(d.pid);
-    const peak = peakRssMiB(d.pid);
-    const states = await Promise.all(['halon_queue_queue_active_size', 'halon_queue_queue_defer_size', 'halon_queue_freeze_hold_size'].map((m) => metric(PORTS.monitor, m)));
-    const loaded = states.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
-    const complete = loaded >= ctx.s.queued;
-    setRow(ctx, 'queuedMem', { halyard: fmt(rss), result: complete ? verdict(rss <= 1536) : 'FAIL', detail: `${fmt(loaded)} entries loaded (ACTIVE + DEFER + HOLD), all suspended; peak RSS ${fmt(peak)} MiB; spool filled in ${fmt(filled.ms / 1000, 1)} s` });
-    setRow(ctx, 'queuedReady', { halyard: fmt(readyMs / 1000, 1), result: complete ? verdict(readyMs <= 20_000) : 'FAIL', detail: 'daemon spawn → first /ready 200 (spool recovery and queue load included)' });
+    for (let i = 0; i < ctx.s.passes; i++) {
+      const d = new Daemon(config, ctx.o, 'queued');
+      d.start();
+      try {
+        const readyMs = await d.ready(ctx.s.partTimeout);
+        await sleep(1000);
+        const states = await Promise.all(['halon_queue_queue_active_size', 'halon_queue_queue_defer_size', 'halon_queue_freeze_hold_size'].map((m) => metric(PORTS.monitor, m)));
+        starts.push({ readyMs, rss: rssMiB(d.pid), peak: peakRssMiB(d.pid), loaded: states.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0) });
+      } finally {
+        await d.stop(60);
+      }
+    }
   } finally {
-    await d.stop(60);
     fs.rmSync(spool, { recursive: true, force: true }); // gigabytes at full size
   }
+  const rss = Math.max(...starts.map((x) => x.rss));
+  const peak = Math.max(...starts.map((x) => x.peak));
+  const loaded = Math.min(...starts.map((x) => x.loaded));
+  const readyMs = median(starts.map((x) => x.readyMs));
+  const complete = loaded >= ctx.s.queued;
+  const each = starts.length > 1 ? `; largest of ${starts.length} starts: ${starts.map((x) => fmt(x.rss)).join(' / ')} MiB` : '';
+  setRow(ctx, 'queuedMem', { halyard: fmt(rss), result: complete ? verdict(rss <= 1536) : 'FAIL', detail: `${fmt(loaded)} entries loaded (ACTIVE + DEFER + HOLD), all suspended; peak RSS ${fmt(peak)} MiB${each}; spool filled in ${fmt(filled.ms / 1000, 1)} s` });
+  setRow(ctx, 'queuedReady', { halyard: fmt(readyMs / 1000, 1), result: complete ? verdict(readyMs <= 20_000) : 'FAIL', detail: joinNotes('daemon spawn → first /ready 200 (spool recovery and queue load included)', starts.length > 1 ? `${passNote(starts.map((x) => x.readyMs / 1000), 1).replace('passes', 'starts')} s` : '') });
 }
 
 async function partReceive(ctx: Ctx): Promise<void> {
@@ -616,9 +680,9 @@ async function partReceive(ctx: Ctx): Promise<void> {
   try {
     await warmUp(ctx, PORTS.smtp, '');
     const cpu0 = cpuSeconds(d.pid);
-    const f = await relayBench(ctx, PORTS.smtp, '');
-    const cpu = cpuNote(cpu0, cpuSeconds(d.pid), ctx.s.messages);
-    setRow(ctx, 'receive', { target: '–', halyard: fmt(f.ingest), result: 'info', detail: `every entry suspended: the SMTP receive path and the spool only, ${warmNote(ctx)}; ${cpu}; ${await fsyncNote()}` });
+    const f = await relayPasses(ctx, PORTS.smtp, '');
+    const cpu = cpuNote(cpu0, cpuSeconds(d.pid), ctx.s.messages * ctx.s.passes);
+    setRow(ctx, 'receive', { target: '–', halyard: fmt(f.ingest), result: 'info', detail: joinNotes(`every entry suspended: the SMTP receive path and the spool only, ${warmNote(ctx)}`, passNote(f.ingests), cpu, await fsyncNote()) });
   } finally {
     await d.stop();
   }
@@ -631,8 +695,8 @@ async function partReceive(ctx: Ctx): Promise<void> {
  */
 async function partCeiling(ctx: Ctx): Promise<void> {
   if (!ctx.haveSmtpSource) throw new Error('smtp-source is missing');
-  const f = await relayBench(ctx, PORTS.sink, '');
-  setRow(ctx, 'ceiling', { target: '–', halyard: fmt(f.ingest), result: 'info', detail: `the same smtp-source pass (${ctx.s.messages} messages) against smtp-sink on ${PORTS.sink}, no MTA: the harness's own limit on this machine in this run` });
+  const f = await relayPasses(ctx, PORTS.sink, '');
+  setRow(ctx, 'ceiling', { target: '–', halyard: fmt(f.ingest), result: 'info', detail: joinNotes(`the same smtp-source pass (${ctx.s.messages} messages) against smtp-sink on ${PORTS.sink}, no MTA: the harness's own limit on this machine in this run`, passNote(f.ingests)) });
 }
 
 const PARTS: Record<PartName, (ctx: Ctx) => Promise<void>> = {
