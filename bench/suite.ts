@@ -363,9 +363,7 @@ interface Ctx {
   /** Raw values other parts use. */
   halyardIngest?: number;
   halyardE2e?: number;
-  postfixIngest?: number;
-  postfixE2e?: number;
-  postfixPasses?: Passes;
+  postfix?: Passes;
   /** The relay part's notes for the ingest and end-to-end rows (Postfix's passes are added). */
   ingestNote?: string;
   e2eNote?: string;
@@ -465,8 +463,8 @@ async function relayPasses(ctx: Ctx, port: number, queueEmpty: string): Promise<
 }
 
 /** "median of 3 passes: 1,890 / 1,640 / 1,720" (or nothing for a single pass). */
-function passNote(xs: number[], digits = 0): string {
-  return xs.length > 1 ? `median of ${xs.length} passes: ${xs.map((x) => fmt(x, digits)).join(' / ')}` : '';
+function passNote(xs: number[], digits = 0, what = 'passes', unit = ''): string {
+  return xs.length > 1 ? `median of ${xs.length} ${what}: ${xs.map((x) => fmt(x, digits)).join(' / ')}${unit}` : '';
 }
 
 const joinNotes = (...notes: string[]): string => notes.filter((n) => n.length > 0).join('; ');
@@ -504,9 +502,7 @@ async function partPostfix(ctx: Ctx): Promise<void> {
     if (!sh('mailq | grep -q "Mail queue is empty"').ok) process.stderr.write('note: Postfix\'s queue was not empty before its run\n');
     await warmUp(ctx, PORTS.postfix, POSTFIX_EMPTY);
     const f = await relayPasses(ctx, PORTS.postfix, POSTFIX_EMPTY);
-    ctx.postfixIngest = f.ingest;
-    ctx.postfixE2e = f.e2e;
-    ctx.postfixPasses = f;
+    ctx.postfix = f;
     setRow(ctx, 'ingest', { postfix: fmt(f.ingest) });
     setRow(ctx, 'e2e', { postfix: fmt(f.e2e) });
   } finally {
@@ -527,10 +523,10 @@ function compare(ctx: Ctx): void {
     setRow(ctx, fig, { ratio: `${fmt(ratio, 1)}×`, result: verdict(h >= min && ratio >= times) });
   };
   const postfix = (xs: number[] | undefined): string => (xs && xs.length > 1 ? `Postfix ${passNote(xs)}` : '');
-  if (ctx.ingestNote !== undefined) setRow(ctx, 'ingest', { detail: joinNotes(ctx.ingestNote, postfix(ctx.postfixPasses?.ingests)) });
-  if (ctx.e2eNote !== undefined) setRow(ctx, 'e2e', { detail: joinNotes(ctx.e2eNote, postfix(ctx.postfixPasses?.e2es)) });
-  one('ingest', ctx.halyardIngest, ctx.postfixIngest, 2000, 3);
-  one('e2e', ctx.halyardE2e, ctx.postfixE2e, 1000, 2);
+  if (ctx.ingestNote !== undefined) setRow(ctx, 'ingest', { detail: joinNotes(ctx.ingestNote, postfix(ctx.postfix?.ingests)) });
+  if (ctx.e2eNote !== undefined) setRow(ctx, 'e2e', { detail: joinNotes(ctx.e2eNote, postfix(ctx.postfix?.e2es)) });
+  one('ingest', ctx.halyardIngest, ctx.postfix?.ingest, 2000, 3);
+  one('e2e', ctx.halyardE2e, ctx.postfix?.e2e, 1000, 2);
 }
 
 interface EodFigures { messages: number; errors: number; rate: number; p50_ms: string; p90_ms: string; p99_ms: string; max_ms: string }
@@ -671,7 +667,7 @@ async function partQueued(ctx: Ctx): Promise<void> {
   const complete = loaded >= ctx.s.queued;
   const each = starts.length > 1 ? `; largest of ${starts.length} starts: ${starts.map((x) => fmt(x.rss)).join(' / ')} MiB` : '';
   setRow(ctx, 'queuedMem', { halyard: fmt(rss), result: complete ? verdict(rss <= 1536) : 'FAIL', detail: `${fmt(loaded)} entries loaded (ACTIVE + DEFER + HOLD), all suspended; peak RSS ${fmt(peak)} MiB${each}; spool filled in ${fmt(filled.ms / 1000, 1)} s` });
-  setRow(ctx, 'queuedReady', { halyard: fmt(readyMs / 1000, 1), result: complete ? verdict(readyMs <= 20_000) : 'FAIL', detail: joinNotes('daemon spawn → first /ready 200 (spool recovery and queue load included)', starts.length > 1 ? `${passNote(starts.map((x) => x.readyMs / 1000), 1).replace('passes', 'starts')} s` : '') });
+  setRow(ctx, 'queuedReady', { halyard: fmt(readyMs / 1000, 1), result: complete ? verdict(readyMs <= 20_000) : 'FAIL', detail: joinNotes('daemon spawn → first /ready 200 (spool recovery and queue load included)', passNote(starts.map((x) => x.readyMs / 1000), 1, 'starts', ' s')) });
 }
 
 async function partReceive(ctx: Ctx): Promise<void> {
