@@ -25,6 +25,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import busboy from 'busboy';
 import type { Address } from '../model/types';
+import { validLiteral, validLocalPart } from '../smtp/codec';
 
 const gunzip = promisify(zlib.gunzip);
 
@@ -146,7 +147,6 @@ function hasBareLineEnd(b: Buffer): boolean {
 
 // --- options --------------------------------------------------------------------------------
 
-const LOCALPART_BAD = /[\x00-\x20\x7f<>()[\]\\,;:@"]/;
 const HOSTNAME = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -166,8 +166,11 @@ function addressOf(v: unknown, field: string, nullAllowed: boolean): Address {
   }
   if (typeof localpart !== 'string' || typeof domain !== 'string') throw new SubmissionError(400, `${field}: localpart and domain must be strings`);
   if (nullAllowed && localpart === '' && domain === '') return { localpart, domain };
-  if (localpart === '' || Buffer.byteLength(localpart) > 64 || LOCALPART_BAD.test(localpart) || localpart.startsWith('.') || localpart.endsWith('.') || localpart.includes('..')) {
-    throw new SubmissionError(400, `${field}: invalid local part`);
+  if (Buffer.byteLength(localpart) > 64 || !validLocalPart(localpart)) throw new SubmissionError(400, `${field}: invalid local part`);
+  // An address literal ("[192.0.2.1]", "[IPv6:2001:db8::1]") is checked as SMTP's RCPT checks it.
+  if (domain.startsWith('[')) {
+    if (!validLiteral(domain)) throw new SubmissionError(400, `${field}: invalid address literal "${domain}"`);
+    return { localpart, domain };
   }
   const ascii = domainToASCII(domain);
   if (!ascii || !HOSTNAME.test(ascii) || !ascii.includes('.')) throw new SubmissionError(400, `${field}: invalid domain "${domain}"`);

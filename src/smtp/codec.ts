@@ -193,8 +193,20 @@ interface PathParse {
   rest: string;
 }
 
-/** RFC 5321 §4.1.3: IPv4, "IPv6:" + address, or a General-address-literal (tag ":" content). */
-function validLiteral(lit: string): boolean {
+const LOCAL_PART_RE = new RegExp(`^(?:${DOT_STRING}|${QUOTED})$`, 'u');
+const LITERAL_RE = new RegExp(`^${LITERAL}$`);
+
+/** RFC 5321 §4.1.2 Local-part (Dot-string or Quoted-string; RFC 6531 UTF-8 allowed), as in a path. */
+export function validLocalPart(s: string): boolean {
+  return LOCAL_PART_RE.test(s);
+}
+
+/**
+ * RFC 5321 §4.1.3, `[` and `]` included: IPv4, "IPv6:" + address, or a General-address-literal
+ * (tag ":" content).
+ */
+export function validLiteral(lit: string): boolean {
+  if (!LITERAL_RE.test(lit)) return false;
   const inner = lit.slice(1, -1);
   if (isIPv4(inner)) return true;
   const colon = inner.indexOf(':');

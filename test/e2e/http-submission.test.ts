@@ -240,4 +240,11 @@ transportgroups:
   assert.deepEqual(x.rcpts.map((rc) => rc.address), ['user@example.org']);
   assert.match(x.data.toString(), /Subject: from the web\r\n/);
   assert.match(x.data.toString(), /Hello over HTTP\.\r\n/);
+
+  // Addresses SMTP's RCPT takes are taken here too: an address literal, a quoted local part.
+  const r2 = await submit(d, form({ options: { sender: 'app@example.com', recipients: ['"first last"@[127.0.0.1]', { localpart: 'ops', domain: '[IPv6:::1]' }] }, rfc822: MESSAGE }));
+  assert.equal(r2.status, 200, r2.text);
+  // Two destinations, so two transactions at the sink.
+  await waitUntil(() => sink.transactions.length >= 3, 30_000, 'the message to address literals at the sink');
+  assert.deepEqual(sink.transactions.slice(1).flatMap((tx) => tx.rcpts.map((rc) => rc.address)).sort(), ['"first last"@[127.0.0.1]', 'ops@[IPv6:::1]']);
 });

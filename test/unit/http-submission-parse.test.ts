@@ -20,6 +20,13 @@ test('options: addresses as objects or strings, IDN to A-labels, null sender, me
   assert.deepEqual(o.metadata, { k: 'v' });
 });
 
+test('options: address literals and quoted local parts, as SMTP takes them', () => {
+  const o = opts({ sender: '"no reply"@example.com', recipients: ['bob@[127.0.0.1]', { localpart: 'ops', domain: '[IPv6:2001:db8::1]' }] });
+  assert.equal(o.sender, '"no reply"@example.com');
+  assert.deepEqual(o.recipients.map((r) => r.recipient), ['bob@[127.0.0.1]', 'ops@[IPv6:2001:db8::1]']);
+  assert.equal(o.smtputf8, false);
+});
+
 test('options: each mistake named', () => {
   const cases: Array<[unknown, RegExp]> = [
     [[], /expected a JSON object/],
@@ -27,6 +34,9 @@ test('options: each mistake named', () => {
     [{ sender: 'a@example.org', recipients: ['a@example.org'], extra: 1 }, /unknown field "extra"/],
     [{ sender: 'a@example.org', recipients: ['@example.org'] }, /recipients\[0\]: invalid local part/],
     [{ sender: 'a@example.org', recipients: ['a@localhost'] }, /invalid domain/],
+    [{ sender: 'a@example.org', recipients: ['a b@example.org'] }, /recipients\[0\]: invalid local part/],
+    [{ sender: 'a@example.org', recipients: ['a@[300.0.0.1]'] }, /recipients\[0\]: invalid address literal "\[300\.0\.0\.1\]"/],
+    [{ sender: 'a@example.org', recipients: [{ localpart: 'a', domain: '[IPv6:nope]' }] }, /invalid address literal/],
     [{ sender: 'a@example.org', recipients: new Array(101).fill('a@example.org') }, /more than 100 recipients/],
   ];
   for (const [v, reason] of cases) {
